@@ -1,0 +1,3 @@
+"""serd: real-time speech emotion recognition daemon."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,84 @@
+"""Whole-file analysis: speech segments, a label for each, and one label for the file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serd.config import VadConfig
+from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady
+from serd.model import EmotionModel
+from serd.pipeline import vad_params
+from serd.ringbuffer import RingBuffer
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A label, its probability, and the whole probability vector."""
+
+    label: str | None
+    confidence: float
+    probabilities: dict[str, float]
+
+    @classmethod
+    def from_rows(cls, labels: tuple[str, ...], rows: list[np.ndarray]) -> "Verdict":
+        """Mean of window probabilities; no rows gives no label."""
+        if not rows:
+            return cls(None, 0.0, {})
+        mean = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
+        best = int(np.argmax(mean))
+        return cls(labels[best], round(float(mean[best]), 4), {name: round(float(p), 4) for name, p in zip(labels, mean)})
+
+
+@dataclass(frozen=True)
+class SegmentResult:
+    """One speech segment of a file."""
+
+    start_s: float
+    end_s: float
+    windows: int
+    verdict: Verdict
+
+
+@dataclass(frozen=True)
+class FileAnalysis:
+    """Everything serd says about one file."""
+
+    duration_s: float
+    segments: list[SegmentResult] = field(default_factory=list)
+    overall: Verdict = Verdict(None, 0.0, {})
+    window_probabilities: np.ndarray | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (window probabilities left out)."""
+        return {
+            "duration_s": round(self.duration_s, 3),
+            "label": self.overall.label,
+            "confidence": self.overall.confidence,
+            "probabilities": self.overall.probabilities,
+            "segments": [
+                {"start_s": s.start_s, "end_s": s.end_s, "windows": s.windows, "label": s.verdict.label,
+                 "confidence": s.verdict.confidence, "probabilities": s.verdict.probabilities}
+                for s in self.segments
+            ],
+        }
+
+
+def analyze_samples(samples: np.ndarray, model: EmotionModel, vad: VadConfig) -> FileAnalysis:
+    """Run the daemon's front end and model over a whole clip (16 kHz mono int16)."""
+    rate_hz = model.card.sample_rate_hz
+    ring = RingBuffer(max(len(samples), 1))
+    frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window)
+    ring.write(samples)
+    segments, all_rows, rows, start = [], [], [], 0
+    for item in frontend.process() + frontend.flush():
+        if isinstance(item, SegmentStarted):
+            rows, start = [], item.sample_index
+        elif isinstance(item, WindowReady):
+            rows.append(model.predict(item.window))
+        elif isinstance(item, SegmentEnded):
+            segments.append(SegmentResult(round(start / rate_hz, 3), round(item.sample_index / rate_hz, 3), len(rows), Verdict.from_rows(model.labels, rows)))
+            all_rows.extend(rows)
+    probabilities = np.asarray(all_rows) if all_rows else None
+    return FileAnalysis(len(samples) / rate_hz, segments, Verdict.from_rows(model.labels, all_rows), probabilities)

@@ -1,0 +1,222 @@
+"""Command-line front doors: run, analyze, eval, monitor, devices, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any, Sequence
+
+from serd import __version__
+from serd.errors import SerdError
+
+log = logging.getLogger("serd")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+DEFAULT_MQTT_PORT = 1883
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="serd", description="Real-time speech emotion recognition: audio in, emotion events out.")
+    parser.add_argument("--version", action="version", version="serd %s" % __version__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_run(commands)
+    _add_analyze(commands)
+    _add_eval(commands)
+    _add_monitor(commands)
+    commands.add_parser("devices", help="list the capture devices PyAudio sees")
+    check = commands.add_parser("check-config", help="validate a config file and print the effective configuration")
+    check.add_argument("config", nargs="?", default=None, help="INI file (default: built-in defaults)")
+    return parser
+
+
+def _add_run(commands) -> None:
+    """serd run."""
+    run = commands.add_parser("run", help="listen to a source and publish emotion events (the daemon)")
+    run.add_argument("--config", metavar="FILE", help="INI config file (e.g. /etc/serd/serd.conf); flags override it")
+    run.add_argument("--source", metavar="SRC", help="mic, file:PATH or stdin (raw s16le mono 16 kHz)")
+    run.add_argument("--device", metavar="DEV", help="microphone: index or a substring of its name")
+    run.add_argument("--realtime", action="store_true", default=None, help="pace a file source at real time")
+    run.add_argument("--model", metavar="PATH", help="model .tflite (its .json card beside it)")
+    run.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ PUB endpoint, ipc://PATH or tcp://HOST:PORT")
+    run.add_argument("--no-zmq", action="store_true", help="do not publish on ZeroMQ")
+    run.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish to this MQTT broker")
+    run.add_argument("--stdout", action="store_true", help="write JSON lines to stdout")
+    run.add_argument("--device-id", metavar="NAME", help="device name in events and topics (default: host name)")
+
+
+def _add_analyze(commands) -> None:
+    """serd analyze."""
+    analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)")
+    analyze.add_argument("files", nargs="+", metavar="FILE")
+    analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
+    analyze.add_argument("--model", metavar="PATH", help="model .tflite (default: the shipped model)")
+    analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings")
+    analyze.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files at once (processes)")
+
+
+def _add_eval(commands) -> None:
+    """serd eval."""
+    evaluate = commands.add_parser("eval", help="accuracy on labelled speech (MANIFEST.tsv: path speaker emotion duration_s)")
+    evaluate.add_argument("manifests", nargs="+", metavar="MANIFEST")
+    evaluate.add_argument("--model", metavar="PATH", help="model .tflite (default: the shipped model)")
+    evaluate.add_argument("--merge", action="append", default=[], metavar="A=B", help="fold class A into B on both sides (repeatable)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--config", metavar="FILE", help="config file for [vad] settings")
+
+
+def _add_monitor(commands) -> None:
+    """serd monitor."""
+    monitor = commands.add_parser("monitor", help="show events as they arrive, one line each")
+    where = monitor.add_mutually_exclusive_group()
+    where.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint (default: the daemon's default ipc endpoint)")
+    where.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker to subscribe to")
+    monitor.add_argument("--json", action="store_true", help="print the events' JSON unchanged")
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Config overrides from `serd run` flags."""
+    overrides: dict[str, dict[str, Any]] = {}
+
+    def put(section: str, key: str, value: Any) -> None:
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+
+    put("source", "source", args.source)
+    put("source", "device", args.device)
+    put("source", "realtime", args.realtime)
+    put("model", "path", args.model)
+    put("daemon", "device_id", args.device_id)
+    if args.zmq:
+        put("zmq", "endpoint", args.zmq)
+        put("zmq", "enabled", True)
+    if args.no_zmq:
+        put("zmq", "enabled", False)
+    if args.mqtt:
+        host, port = parse_host_port(args.mqtt)
+        put("mqtt", "host", host)
+        put("mqtt", "port", port)
+        put("mqtt", "enabled", True)
+    if args.stdout:
+        put("stdout", "enabled", True)
+    if args.verbose:
+        put("daemon", "log_level", "debug")
+    return overrides
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """HOST[:PORT] -> (host, port); a bad port is a usage error."""
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(DEFAULT_MQTT_PORT))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SerdError("%r is not HOST[:PORT]" % text)
+    return host, int(port)
+
+
+def setup_logging(level: str) -> None:
+    """Log to stderr; journald adds its own timestamps, so leave them out there."""
+    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=fmt, stream=sys.stderr, force=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """serd run."""
+    from serd.config import load_config
+    from serd.daemon import Daemon
+
+    overrides = run_overrides(args)
+    config = load_config(args.config, overrides)
+    setup_logging(config.daemon.log_level)
+    return Daemon(config, args.config, overrides).run()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """serd analyze."""
+    from serd.report import analyze_files
+
+    return analyze_files(args.files, args.model, args.config, args.json, args.jobs, sys.stdout)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """serd eval."""
+    from serd.report import evaluate_manifests
+
+    report = evaluate_manifests(args.manifests, args.model, args.config, args.merge)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        from serd.report import format_evaluation
+
+        print(format_evaluation(report))
+    return EXIT_OK
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """serd monitor."""
+    import threading
+
+    from serd.config import default_zmq_endpoint
+    from serd.monitor import run_monitor
+
+    stop = threading.Event()
+    if args.mqtt:
+        host, port = parse_host_port(args.mqtt)
+        return run_monitor(None, host, port, args.json, sys.stdout, stop)
+    try:
+        return run_monitor(args.zmq or default_zmq_endpoint(), None, DEFAULT_MQTT_PORT, args.json, sys.stdout, stop)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    """serd devices."""
+    from serd.capture import list_devices
+
+    devices = list_devices()
+    if not devices:
+        print("no capture devices")
+        return EXIT_FAILURE
+    for device in devices:
+        print("%3d  %-40s %d ch  %d Hz" % (device.index, device.name, device.max_input_channels, device.default_sample_rate_hz))
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """serd check-config."""
+    from serd.config import load_config, to_ini
+
+    print(to_ini(load_config(args.config)), end="")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run,
+    "analyze": cmd_analyze,
+    "eval": cmd_eval,
+    "monitor": cmd_monitor,
+    "devices": cmd_devices,
+    "check-config": cmd_check_config,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: errors become one line on stderr and a non-zero exit."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads slow small matrix work on busy cores
+    setup_logging("debug" if args.verbose else "warning")
+    try:
+        return COMMANDS[args.command](args)
+    except SerdError as exc:
+        print("serd: error: %s" % exc, file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

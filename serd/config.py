@@ -1,0 +1,263 @@
+"""Configuration: frozen dataclasses, INI loading and validation. Units are in the field names."""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from serd.errors import ConfigError
+
+
+def doc(text: str, default: Any) -> Any:
+    """A dataclass field with a one-line description (shown by check-config and the example file)."""
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """[source] where audio comes from."""
+
+    source: str = doc("mic, file:PATH or stdin (raw s16le mono 16 kHz)", "mic")
+    device: str = doc("microphone: PyAudio device index or a substring of its name; empty = default", "")
+    realtime: bool = doc("file source: pace at real time like a microphone instead of as fast as possible", False)
+    chunk_ms: int = doc("audio delivered per capture callback, in ms", 30)
+    ring_s: float = doc("seconds of audio the ring buffer holds", 30.0)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """[vad] the speech gate."""
+
+    aggressiveness: int = doc("webrtcvad aggressiveness 0 (lenient) to 3 (strict)", 2)
+    frame_ms: int = doc("VAD frame length: 10, 20 or 30 ms", 30)
+    min_speech_ms: int = doc("voiced audio needed in a row to open a segment, in ms", 120)
+    hangover_ms: int = doc("unvoiced audio in a row that closes a segment, in ms", 300)
+    pre_roll_ms: int = doc("audio kept before the detected onset, in ms", 150)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """[model] the emotion model."""
+
+    path: str = doc("model .tflite file (its .json card beside it); empty = the shipped model", "")
+
+
+@dataclass(frozen=True)
+class SmoothingConfig:
+    """[smoothing] from window posteriors to a steady emotion."""
+
+    windows: int = doc("recent windows averaged into the current posterior", 3)
+    hysteresis: float = doc("probability margin a new label needs over the current one", 0.1)
+    min_dwell_ms: int = doc("shortest time a label is held before it may change, in ms", 1000)
+    min_confidence: float = doc("smoothed probability a label needs to be reported at all", 0.0)
+    state_interval_ms: int = doc("emotion-state repeat interval while speech lasts, in ms", 2000)
+
+
+@dataclass(frozen=True)
+class ZmqConfig:
+    """[zmq] ZeroMQ PUB publisher (no broker needed)."""
+
+    enabled: bool = doc("publish events on ZeroMQ", True)
+    endpoint: str = doc("PUB endpoint, ipc://PATH or tcp://HOST:PORT; empty = ipc in the runtime directory", "")
+    high_water_mark: int = doc("messages queued per subscriber before new ones are dropped", 1000)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """[mqtt] MQTT 5 publisher."""
+
+    enabled: bool = doc("publish events to an MQTT broker", False)
+    host: str = doc("broker host name or address", "localhost")
+    port: int = doc("broker port", 1883)
+    topic_prefix: str = doc("topics are PREFIX/DEVICE/available, /state and /events", "serd")
+    qos: int = doc("QoS of events and state: 0, 1 or 2", 1)
+    keepalive_s: int = doc("MQTT keep-alive interval, in s", 30)
+    username: str = doc("user name; empty = anonymous", "")
+    password_file: str = doc("file holding the password (e.g. a systemd credential); empty = none", "")
+    tls: bool = doc("connect with TLS", False)
+    ca_file: str = doc("CA bundle for TLS; empty = system store", "")
+    cert_file: str = doc("client certificate for TLS; empty = none", "")
+    key_file: str = doc("client key for TLS; empty = none", "")
+    reconnect_max_s: int = doc("longest wait between reconnect attempts, in s", 30)
+
+
+@dataclass(frozen=True)
+class StdoutConfig:
+    """[stdout] JSON lines on standard output."""
+
+    enabled: bool = doc("write one JSON event per line to stdout", False)
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """[daemon] identity, health reporting and logging."""
+
+    device_id: str = doc("name of this device in events and topics; empty = host name", "")
+    status_interval_s: float = doc("status event interval, in s", 10.0)
+    log_level: str = doc("debug, info, warning or error", "info")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole effective configuration."""
+
+    source: SourceConfig = field(default_factory=SourceConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    smoothing: SmoothingConfig = field(default_factory=SmoothingConfig)
+    zmq: ZmqConfig = field(default_factory=ZmqConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    stdout: StdoutConfig = field(default_factory=StdoutConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+
+
+SECTIONS: dict[str, type] = {
+    "source": SourceConfig,
+    "vad": VadConfig,
+    "model": ModelConfig,
+    "smoothing": SmoothingConfig,
+    "zmq": ZmqConfig,
+    "mqtt": MqttConfig,
+    "stdout": StdoutConfig,
+    "daemon": DaemonConfig,
+}
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read an INI file (optional), apply overrides {section: {key: value}}, validate, fill defaults."""
+    raw: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        raw = _read_ini(Path(path))
+    for section, values in (overrides or {}).items():
+        raw.setdefault(section, {}).update(values)
+    config = Config(**{name: _build_section(name, raw.pop(name, {})) for name in SECTIONS})
+    if raw:
+        raise ConfigError("unknown section [%s]" % sorted(raw)[0])
+    validate(config)
+    return config
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    """Sections and keys of an INI file, as strings; errors name the file."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except OSError as exc:
+        raise ConfigError("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+    except (configparser.Error, UnicodeDecodeError) as exc:
+        raise ConfigError("%s: not a valid INI file: %s" % (path, str(exc).splitlines()[0])) from None
+    return {section: dict(parser.items(section)) for section in parser.sections()}
+
+
+def _build_section(name: str, values: dict[str, Any]):
+    """One section's dataclass from string (or typed) values; unknown keys are errors."""
+    cls = SECTIONS[name]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    typed = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError("[%s] %s: unknown key" % (name, key))
+        typed[key] = _convert(name, key, value, type(fields[key].default))
+    return cls(**typed)
+
+
+def _convert(section: str, key: str, value: Any, kind: type) -> Any:
+    """Convert one value to the field's type, or raise a ConfigError naming the key."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    text = str(value).strip()
+    try:
+        if kind is bool:
+            return _parse_bool(text)
+        return kind(text)
+    except ValueError:
+        raise ConfigError("[%s] %s: %r is not a valid %s" % (section, key, text, kind.__name__)) from None
+
+
+def _parse_bool(text: str) -> bool:
+    """INI booleans: yes/no, true/false, on/off, 1/0."""
+    lowered = text.lower()
+    if lowered in ("1", "yes", "true", "on"):
+        return True
+    if lowered in ("0", "no", "false", "off"):
+        return False
+    raise ValueError(text)
+
+
+RULES = (
+    ("vad", "aggressiveness", lambda v: 0 <= v <= 3, "must be 0 to 3"),
+    ("vad", "frame_ms", lambda v: v in (10, 20, 30), "must be 10, 20 or 30"),
+    ("vad", "min_speech_ms", lambda v: v > 0, "must be positive"),
+    ("vad", "hangover_ms", lambda v: v > 0, "must be positive"),
+    ("vad", "pre_roll_ms", lambda v: v >= 0, "must not be negative"),
+    ("source", "chunk_ms", lambda v: 5 <= v <= 1000, "must be 5 to 1000"),
+    ("source", "ring_s", lambda v: 2.0 <= v <= 600.0, "must be 2 to 600"),
+    ("smoothing", "windows", lambda v: v >= 1, "must be at least 1"),
+    ("smoothing", "hysteresis", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    ("smoothing", "min_dwell_ms", lambda v: v >= 0, "must not be negative"),
+    ("smoothing", "min_confidence", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
+    ("smoothing", "state_interval_ms", lambda v: v > 0, "must be positive"),
+    ("zmq", "high_water_mark", lambda v: v >= 1, "must be at least 1"),
+    ("mqtt", "port", lambda v: 1 <= v <= 65535, "must be 1 to 65535"),
+    ("mqtt", "qos", lambda v: v in (0, 1, 2), "must be 0, 1 or 2"),
+    ("mqtt", "keepalive_s", lambda v: v >= 5, "must be at least 5"),
+    ("mqtt", "reconnect_max_s", lambda v: v >= 1, "must be at least 1"),
+    ("daemon", "status_interval_s", lambda v: v > 0, "must be positive"),
+    ("daemon", "log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
+)
+
+
+def validate(config: Config) -> None:
+    """Check value ranges and the source form; raise ConfigError naming the first bad key."""
+    for section, key, check, reason in RULES:
+        value = getattr(getattr(config, section), key)
+        if not check(value):
+            raise ConfigError("[%s] %s: %r %s" % (section, key, value, reason))
+    source = config.source.source
+    if not (source in ("mic", "stdin") or (source.startswith("file:") and len(source) > len("file:"))):
+        raise ConfigError("[source] source: %r must be mic, stdin or file:PATH" % source)
+    endpoint = config.zmq.endpoint
+    if endpoint and not endpoint.startswith(("ipc://", "tcp://")):
+        raise ConfigError("[zmq] endpoint: %r must start with ipc:// or tcp://" % endpoint)
+
+
+def runtime_dir() -> Path:
+    """Where the default ipc endpoint lives: systemd's RuntimeDirectory, else the user's runtime dir."""
+    if os.environ.get("RUNTIME_DIRECTORY"):
+        return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0])
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return Path(os.environ["XDG_RUNTIME_DIR"]) / "serd"
+    return Path("/tmp") / ("serd-%d" % os.getuid())
+
+
+def default_zmq_endpoint() -> str:
+    """ipc endpoint used when [zmq] endpoint is empty (the daemon and the monitor agree on it)."""
+    return "ipc://%s" % (runtime_dir() / "events")
+
+
+def zmq_endpoint(config: Config) -> str:
+    """The configured endpoint, or the default one."""
+    return config.zmq.endpoint or default_zmq_endpoint()
+
+
+def device_id(config: Config) -> str:
+    """The configured device id, or the host name."""
+    return config.daemon.device_id or socket.gethostname()
+
+
+def to_ini(config: Config) -> str:
+    """The effective configuration as INI text (what check-config prints)."""
+    lines = []
+    for section in SECTIONS:
+        lines.append("[%s]" % section)
+        for key, value in dataclasses.asdict(getattr(config, section)).items():
+            shown = ("yes" if value else "no") if isinstance(value, bool) else value
+            lines.append("%s = %s" % (key, shown))
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,151 @@
+"""Log-mel and MFCC features in numpy: one implementation for streaming and batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+LOG_FLOOR = 1e-6
+INT16_FULL_SCALE = 32768.0
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """Feature parameters, read from the model's JSON card."""
+
+    kind: str = "logmel"  # "logmel" or "mfcc"
+    sample_rate_hz: int = 16000
+    frame_samples: int = 400  # 25 ms analysis window
+    hop_samples: int = 160  # 10 ms between frames
+    n_fft: int = 512
+    n_mels: int = 40
+    n_mfcc: int = 13  # used only when kind == "mfcc"
+    fmin_hz: float = 20.0
+    fmax_hz: float = 8000.0
+
+    @property
+    def n_features(self) -> int:
+        """Values per frame."""
+        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FeatureParams":
+        """Build from the card's "features" object."""
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        """The card's "features" object."""
+        return dict(self.__dict__)
+
+
+def hz_to_mel(freq_hz: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
+    freq_hz = np.asarray(freq_hz, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    logstep = np.log(6.4) / 27.0
+    mels = freq_hz / f_sp
+    log_region = freq_hz >= min_log_hz
+    mels = np.where(log_region, min_log_hz / f_sp + np.log(np.maximum(freq_hz, 1e-10) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    """Inverse of hz_to_mel."""
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
+
+
+def mel_filterbank(params: FeatureParams) -> np.ndarray:
+    """Slaney-normalised triangular filters, shape (n_mels, n_fft // 2 + 1)."""
+    fft_freqs_hz = np.linspace(0.0, params.sample_rate_hz / 2.0, params.n_fft // 2 + 1)
+    mel_edges = np.linspace(hz_to_mel(params.fmin_hz), hz_to_mel(params.fmax_hz), params.n_mels + 2)
+    edges_hz = mel_to_hz(mel_edges)
+    widths_hz = np.diff(edges_hz)
+    ramps = edges_hz[:, None] - fft_freqs_hz[None, :]
+    lower = -ramps[:-2] / widths_hz[:-1, None]
+    upper = ramps[2:] / widths_hz[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights
+
+
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II as a matrix, shape (n_out, n_in)."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    basis = np.cos(np.pi * k * (2 * n + 1) / (2.0 * n_in)) * np.sqrt(2.0 / n_in)
+    basis[0] /= np.sqrt(2.0)
+    return basis
+
+
+class FeatureExtractor:
+    """Turns int16 (or float) audio into feature frames; stateless per call."""
+
+    def __init__(self, params: FeatureParams):
+        self.params = params
+        periodic_hann = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(params.frame_samples) / params.frame_samples)
+        self._window = periodic_hann
+        self._mel = mel_filterbank(params)
+        self._dct = dct_matrix(params.n_mels, params.n_mfcc) if params.kind == "mfcc" else None
+
+    def n_frames(self, n_samples: int) -> int:
+        """How many whole frames n_samples hold."""
+        if n_samples < self.params.frame_samples:
+            return 0
+        return 1 + (n_samples - self.params.frame_samples) // self.params.hop_samples
+
+    def compute(self, samples: np.ndarray) -> np.ndarray:
+        """All whole frames of samples (int16 or float in [-1, 1]), shape (frames, n_features), float32."""
+        audio = _as_float(samples)
+        count = self.n_frames(len(audio))
+        if count == 0:
+            return np.zeros((0, self.params.n_features), dtype=np.float32)
+        frames = np.lib.stride_tricks.sliding_window_view(audio, self.params.frame_samples)[:: self.params.hop_samples][:count]
+        spectrum = np.fft.rfft(frames * self._window, n=self.params.n_fft)
+        power = spectrum.real**2 + spectrum.imag**2
+        mel_power = power @ self._mel.T
+        if self._dct is None:
+            return np.log(mel_power + LOG_FLOOR).astype(np.float32)
+        log_mel_db = 10.0 * np.log10(np.maximum(mel_power, 1e-10))
+        return (log_mel_db @ self._dct.T).astype(np.float32)
+
+
+class StreamingFeatures:
+    """Incremental features: feed chunks of any size, get each frame exactly once."""
+
+    def __init__(self, extractor: FeatureExtractor):
+        self.extractor = extractor
+        self._pending = np.zeros(0, dtype=np.float64)
+
+    def reset(self) -> None:
+        """Forget carried samples (a new speech segment starts)."""
+        self._pending = np.zeros(0, dtype=np.float64)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        """Frames completed by these samples, shape (frames, n_features)."""
+        self._pending = np.concatenate([self._pending, _as_float(samples)])
+        frames = self.extractor.compute(self._pending)
+        consumed = len(frames) * self.extractor.params.hop_samples
+        self._pending = self._pending[consumed:]
+        return frames
+
+
+def normalise_window(window: np.ndarray) -> np.ndarray:
+    """Per-window, per-band mean/variance normalisation (what the model was trained on)."""
+    mean = window.mean(axis=0, keepdims=True)
+    std = window.std(axis=0, keepdims=True)
+    return ((window - mean) / (std + 1e-5)).astype(np.float32)
+
+
+def _as_float(samples: np.ndarray) -> np.ndarray:
+    """int16 -> float64 in [-1, 1]; floats pass through as float64."""
+    samples = np.asarray(samples)
+    if samples.dtype == np.int16:
+        return samples.astype(np.float64) / INT16_FULL_SCALE
+    return samples.astype(np.float64, copy=False)

@@ -1,0 +1,179 @@
+"""Speech front end: ring buffer -> VAD gate -> features -> model windows, one segment at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serd.features import FeatureExtractor, FeatureParams, StreamingFeatures
+from serd.ringbuffer import RingBuffer
+from serd.vad import VadGate, VadParams
+from serd.windows import WindowAssembler, WindowParams
+
+
+@dataclass(frozen=True)
+class SegmentStarted:
+    """Speech began at sample_index (pre-roll included)."""
+
+    segment_id: int
+    sample_index: int
+
+
+@dataclass(frozen=True)
+class WindowReady:
+    """A normalised window (frames, n_features) ending at sample_index is ready for the model."""
+
+    segment_id: int
+    sample_index: int
+    window: np.ndarray
+
+
+@dataclass(frozen=True)
+class SegmentEnded:
+    """Speech ended at sample_index."""
+
+    segment_id: int
+    sample_index: int
+
+
+FrontendItem = SegmentStarted | WindowReady | SegmentEnded
+
+
+class SpeechFrontend:
+    """Reads new audio from a ring buffer and turns speech in it into model windows.
+
+    Synchronous and thread-free: call process() whenever the ring has grown. Audio that the
+    reader lost because the writer lapped it is skipped and counted in lost_samples.
+    """
+
+    def __init__(
+        self,
+        ring: RingBuffer,
+        vad_params: VadParams,
+        feature_params: FeatureParams,
+        window_params: WindowParams,
+        start_index: int | None = None,
+    ):
+        self.ring = ring
+        self.feature_params = feature_params
+        self._vad = VadGate(vad_params, feature_params.sample_rate_hz)
+        self._features = StreamingFeatures(FeatureExtractor(feature_params))
+        self._windows = WindowAssembler(window_params, feature_params.n_features)
+        self._vad_cursor = ring.start_index if start_index is None else start_index  # next sample the VAD has not seen
+        self._vad.start_at(self._vad_cursor)
+        self._feature_cursor: int | None = None  # next sample of the open segment not yet featurised
+        self._segment_start_index = 0
+        self._segment_id = 0
+        self.lost_samples = 0
+        self._released_index = self._vad_cursor  # samples before this are no longer needed
+
+    @property
+    def in_speech(self) -> bool:
+        """True while a speech segment is open."""
+        return self._feature_cursor is not None
+
+    @property
+    def consumed_index(self) -> int:
+        """Absolute index of the first sample not yet read from the ring."""
+        return self._vad_cursor
+
+    @property
+    def released_index(self) -> int:
+        """Absolute index before which the front end will read nothing more (safe for a writer to overwrite).
+
+        Updated only when process() returns, so a writer on another thread never overwrites audio that
+        process() is still reading (an open segment's features lag the VAD cursor).
+        """
+        return self._released_index
+
+    @property
+    def segment_id(self) -> int:
+        """Id of the open (or last) segment; counts from 1."""
+        return self._segment_id
+
+    def process(self) -> list[FrontendItem]:
+        """Consume everything new in the ring; return what it produced, in stream order."""
+        self._catch_up()
+        stop = self.ring.end_index
+        if stop <= self._vad_cursor:
+            return []
+        chunk = self.ring.read(self._vad_cursor, stop)
+        self._vad_cursor = stop
+        items: list[FrontendItem] = []
+        for boundary in self._vad.push(chunk):
+            if boundary.kind == "start":
+                items.append(self._open(boundary.sample_index))
+            else:
+                items.extend(self._close(boundary.sample_index))
+        if self._feature_cursor is not None:
+            items.extend(self._featurise(self._vad.decided_index))
+        self._released_index = self._vad_cursor if self._feature_cursor is None else self._feature_cursor
+        return items
+
+    def flush(self) -> list[FrontendItem]:
+        """End of stream: close an open segment."""
+        items: list[FrontendItem] = []
+        for boundary in self._vad.flush():
+            items.extend(self._close(boundary.sample_index))
+        return items
+
+    def _catch_up(self) -> None:
+        """If the writer lapped the reader, skip to the oldest held sample and count the loss."""
+        oldest = self.ring.start_index
+        if self._vad_cursor >= oldest:
+            return
+        self.lost_samples += oldest - self._vad_cursor
+        self._vad_cursor = oldest
+        self._vad.start_at(oldest)
+        if self._feature_cursor is not None:
+            self._feature_cursor = max(self._feature_cursor, oldest)
+
+    def _open(self, start_index: int) -> SegmentStarted:
+        """A segment starts: reset features and windows, begin at the pre-roll."""
+        self._segment_id += 1
+        self._feature_cursor = max(start_index, self.ring.start_index)
+        self._segment_start_index = self._feature_cursor
+        self._features.reset()
+        self._windows.reset()
+        return SegmentStarted(self._segment_id, self._feature_cursor)
+
+    def _close(self, end_index: int) -> list[FrontendItem]:
+        """A segment ends: featurise up to its end and release the last window."""
+        items = self._featurise(end_index)
+        end_frames = self._windows.finish()
+        items.extend(WindowReady(self._segment_id, end_index, window) for window in end_frames)
+        items.append(SegmentEnded(self._segment_id, end_index))
+        self._feature_cursor = None
+        return items
+
+    def _featurise(self, stop_index: int) -> list[FrontendItem]:
+        """Push segment audio up to stop_index through features and windows.
+
+        A window's sample_index is the end of its last frame, whatever the chunking was.
+        """
+        if self._feature_cursor is None or stop_index <= self._feature_cursor:
+            return []
+        samples = self.ring.read(self._feature_cursor, stop_index)
+        self._feature_cursor = stop_index
+        items: list[FrontendItem] = []
+        for frame in self._features.push(samples):
+            for window in self._windows.push(frame[None, :]):
+                items.append(WindowReady(self._segment_id, self._frame_end_index(), window))
+        return items
+
+    def _frame_end_index(self) -> int:
+        """Absolute index one past the last sample of the newest frame of the open segment."""
+        params = self.feature_params
+        return self._segment_start_index + (self._windows.total_frames - 1) * params.hop_samples + params.frame_samples
+
+
+def clip_windows(
+    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams
+) -> list[np.ndarray]:
+    """All model windows the daemon would build from a whole clip (training and analysis use this)."""
+    ring = RingBuffer(max(len(samples), 1))
+    frontend = SpeechFrontend(ring, vad_params, feature_params, window_params)
+    ring.write(samples)
+    items = frontend.process() + frontend.flush()
+    return [item.window for item in items if isinstance(item, WindowReady)]

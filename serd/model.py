@@ -1,0 +1,194 @@
+"""The emotion model: an int8 (or float) TFLite file and its JSON card; the only interpreter import."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serd.errors import ModelError
+from serd.features import FeatureParams
+from serd.quiet import quiet_stderr
+from serd.vad import VadParams
+from serd.windows import WindowParams
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "serd-emotion"
+SUPPORTED_SAMPLE_RATE_HZ = 16000
+SUPPORTED_NORMALISATION = ("per-window-cmvn",)
+SUPPORTED_OUTPUTS = ("logits", "probabilities")
+SUPPORTED_DTYPES = (np.int8, np.float32)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the runtime needs from the model's JSON card."""
+
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    sample_rate_hz: int
+    features: FeatureParams
+    window: WindowParams
+    vad: VadParams
+    normalisation: str
+    output: str
+    temperature: float
+
+    @classmethod
+    def from_dict(cls, data: dict, source: Path) -> "ModelCard":
+        """Parse and check a card; ModelError names the file and the field."""
+        try:
+            card = cls(
+                name=str(data["name"]),
+                version=str(data.get("version", "0")),
+                labels=tuple(str(label) for label in data["labels"]),
+                sample_rate_hz=int(data["sample_rate_hz"]),
+                features=FeatureParams.from_dict(data["features"]),
+                window=WindowParams.from_dict(data["window"]),
+                vad=VadParams(**data.get("vad", {})),
+                normalisation=str(data["normalisation"]),
+                output=str(data.get("output", "logits")),
+                temperature=float(data.get("temperature", 1.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
+        card.check(source)
+        return card
+
+    def check(self, source: Path) -> None:
+        """Values the runtime can serve."""
+        problems = []
+        if self.sample_rate_hz != SUPPORTED_SAMPLE_RATE_HZ:
+            problems.append("sample_rate_hz %d (serd runs at %d)" % (self.sample_rate_hz, SUPPORTED_SAMPLE_RATE_HZ))
+        if self.features.sample_rate_hz != self.sample_rate_hz:
+            problems.append("features.sample_rate_hz differs from sample_rate_hz")
+        if self.normalisation not in SUPPORTED_NORMALISATION:
+            problems.append("normalisation %r unknown" % self.normalisation)
+        if self.output not in SUPPORTED_OUTPUTS:
+            problems.append("output %r unknown" % self.output)
+        if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
+            problems.append("labels must be two or more distinct names")
+        if self.temperature <= 0:
+            problems.append("temperature must be positive")
+        if problems:
+            raise ModelError("%s: %s" % (source, "; ".join(problems)))
+
+
+def default_model_path() -> Path:
+    """The shipped model: beside the source tree, else where `pip install` put it."""
+    candidates = [
+        Path(__file__).resolve().parent.parent / "models" / (MODEL_NAME + ".tflite"),
+        Path(sys.prefix) / "share" / "serd" / "models" / (MODEL_NAME + ".tflite"),
+        Path("/usr/local/share/serd/models") / (MODEL_NAME + ".tflite"),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ModelError("shipped model not found (looked in %s); set [model] path" % ", ".join(str(c.parent) for c in candidates))
+
+
+def make_interpreter(model_path: Path):
+    """A one-thread TFLite interpreter from ai-edge-litert, else tflite_runtime, else tf.lite."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            try:
+                from tensorflow.lite import Interpreter
+            except ImportError:
+                raise ModelError("no TFLite runtime: pip install ai-edge-litert") from None
+    try:
+        with quiet_stderr():
+            interpreter = Interpreter(model_path=str(model_path), num_threads=1)
+            interpreter.allocate_tensors()
+        return interpreter
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError("%s: not a TFLite model: %s" % (model_path, str(exc).splitlines()[0])) from None
+
+
+class EmotionModel:
+    """Runs one normalised window (frames, n_features) to a probability vector over card.labels."""
+
+    def __init__(self, model_path: Path, card: ModelCard):
+        self.path = model_path
+        self.card = card
+        self._interpreter = make_interpreter(model_path)
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._check_tensors()
+        self._input_scale, self._input_zero = _quantisation(self._input)
+        self._output_scale, self._output_zero = _quantisation(self._output)
+        self._input_buffer = np.zeros(self._input["shape"], dtype=self._input["dtype"])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Output labels in order."""
+        return self.card.labels
+
+    def _check_tensors(self) -> None:
+        """Input and output tensors must agree with the card (micro_speech's habit: fail at load)."""
+        shape = tuple(int(v) for v in self._input["shape"])
+        want = (1, self.card.window.frames, self.card.features.n_features)
+        if shape not in (want, want + (1,)):
+            raise ModelError("%s: input shape %s does not match the card's window %s" % (self.path, shape, want))
+        out_shape = tuple(int(v) for v in self._output["shape"])
+        if out_shape != (1, len(self.card.labels)):
+            raise ModelError("%s: output shape %s does not match %d labels in the card" % (self.path, out_shape, len(self.card.labels)))
+        for tensor in (self._input, self._output):
+            if tensor["dtype"] not in SUPPORTED_DTYPES:
+                raise ModelError("%s: tensor %s has dtype %s (int8 or float32 expected)" % (self.path, tensor["name"], tensor["dtype"]))
+
+    def predict(self, window: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities (float64, sums to 1) for one window."""
+        values = window.reshape(self._input_buffer.shape)
+        if self._input["dtype"] == np.int8:
+            values = np.clip(np.round(values / self._input_scale + self._input_zero), -128, 127)
+        self._input_buffer[...] = values
+        self._interpreter.set_tensor(self._input["index"], self._input_buffer)
+        self._interpreter.invoke()
+        raw = self._interpreter.get_tensor(self._output["index"])[0].astype(np.float64)
+        if self._output["dtype"] == np.int8:
+            raw = (raw - self._output_zero) * self._output_scale
+        if self.card.output == "probabilities":
+            raw = np.log(np.maximum(raw, 1e-9))
+        return softmax(raw / self.card.temperature)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Numerically safe softmax of one vector."""
+    shifted = np.exp(logits - logits.max())
+    return shifted / shifted.sum()
+
+
+def _quantisation(tensor: dict) -> tuple[float, int]:
+    """(scale, zero_point) of a tensor; (1, 0) for float tensors."""
+    scale, zero = tensor.get("quantization", (0.0, 0))
+    if tensor["dtype"] == np.int8 and scale == 0.0:
+        raise ModelError("int8 tensor %s has no quantisation parameters" % tensor["name"])
+    return (scale or 1.0), int(zero)
+
+
+def load_model(path: str | Path | None = None) -> EmotionModel:
+    """Load a model and its card (same name, .json); empty path = the shipped model."""
+    model_path = Path(path) if path else default_model_path()
+    if not model_path.is_file():
+        raise ModelError("%s: model file not found" % model_path)
+    card_path = model_path.with_suffix(".json")
+    try:
+        data = json.loads(card_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelError("%s: cannot read model card: %s" % (card_path, exc.strerror or exc)) from None
+    except ValueError as exc:
+        raise ModelError("%s: model card is not valid JSON: %s" % (card_path, exc)) from None
+    card = ModelCard.from_dict(data, card_path)
+    model = EmotionModel(model_path, card)
+    log.info("model %s %s loaded from %s (%d labels)", card.name, card.version, model_path, len(card.labels))
+    return model

@@ -1,0 +1,119 @@
+"""Wires the stages: ring buffer -> front end -> model -> smoother -> typed events. Synchronous."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import asdict
+from typing import Callable
+
+from serd.config import Config, SmoothingConfig, VadConfig
+from serd.events import EmotionChanged, EmotionState, Event, SpeechEnded, SpeechStarted
+from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady
+from serd.model import EmotionModel
+from serd.ringbuffer import RingBuffer
+from serd.smoothing import EmotionUpdate, Smoother
+from serd.vad import VadParams
+
+log = logging.getLogger(__name__)
+
+HOP_TIMES_KEPT = 10000
+
+
+def vad_params(config: VadConfig) -> VadParams:
+    """The gate's parameters from the [vad] section."""
+    return VadParams(**asdict(config))
+
+
+class Pipeline:
+    """Consumes the ring buffer from where it last stopped and returns the events that audio caused.
+
+    hop_times_s keeps the processing time of recent model hops (window -> model -> smoother).
+    """
+
+    def __init__(
+        self,
+        ring: RingBuffer,
+        model: EmotionModel,
+        vad: VadConfig,
+        smoothing: SmoothingConfig,
+        device: str,
+        start_index: int | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.ring = ring
+        self.model = model
+        self.device = device
+        self._wall_clock = wall_clock
+        self._rate_hz = model.card.sample_rate_hz
+        params = vad_params(vad)
+        if params != model.card.vad:
+            log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
+        self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index)
+        self.smoother = Smoother(model.labels, smoothing)
+        self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
+        self._segment_start: dict[int, int] = {}
+
+    @classmethod
+    def from_config(cls, ring: RingBuffer, model: EmotionModel, config: Config, device: str, start_index: int | None = None) -> "Pipeline":
+        """Build from the whole configuration, reading the ring from start_index (default: its oldest sample)."""
+        return cls(ring, model, config.vad, config.smoothing, device, start_index)
+
+    @property
+    def consumed_index(self) -> int:
+        """Absolute index of the first sample not yet processed."""
+        return self.frontend.consumed_index
+
+    def process(self) -> list[Event]:
+        """Events caused by all audio that arrived since the last call."""
+        return self._events(self.frontend.process())
+
+    def flush(self) -> list[Event]:
+        """End of stream: close open speech and return the last events."""
+        return self._events(self.frontend.flush())
+
+    def _events(self, items) -> list[Event]:
+        """Turn front-end items into events, running the model on each window."""
+        events: list[Event] = []
+        for item in items:
+            if isinstance(item, WindowReady):
+                events.extend(self._on_window(item))
+            elif isinstance(item, SegmentStarted):
+                self._segment_start[item.segment_id] = item.sample_index
+                events.append(SpeechStarted(**self._common(item.sample_index, item.segment_id)))
+            elif isinstance(item, SegmentEnded):
+                events.extend(self._on_segment_end(item))
+        return events
+
+    def _on_window(self, item: WindowReady) -> list[Event]:
+        """Model and smoother on one window."""
+        started_s = time.perf_counter()
+        probabilities = self.model.predict(item.window)
+        updates = self.smoother.push(probabilities, item.sample_index / self._rate_hz)
+        self.hop_times_s.append(time.perf_counter() - started_s)
+        return [self._emotion_event(update, item.segment_id) for update in updates]
+
+    def _on_segment_end(self, item: SegmentEnded) -> list[Event]:
+        """speech-ended, then silence if an emotion was being reported."""
+        start = self._segment_start.pop(item.segment_id, item.sample_index)
+        ended = SpeechEnded(duration_s=(item.sample_index - start) / self._rate_hz, **self._common(item.sample_index, item.segment_id))
+        updates = self.smoother.end_of_speech(item.sample_index / self._rate_hz)
+        return [ended] + [self._emotion_event(update, item.segment_id) for update in updates]
+
+    def _emotion_event(self, update: EmotionUpdate, segment_id: int) -> Event:
+        """emotion-changed or emotion-state from a smoother update."""
+        common = self._common(round(update.stream_time_s * self._rate_hz), segment_id)
+        fields = dict(label=update.label, confidence=update.confidence, probabilities=update.probabilities, **common)
+        if update.kind == "changed":
+            return EmotionChanged(previous=update.previous, **fields)
+        return EmotionState(**fields)
+
+    def _common(self, sample_index: int, segment_id: int) -> dict:
+        """Fields every event carries."""
+        return dict(
+            device=self.device,
+            stream_time_s=round(sample_index / self._rate_hz, 4),
+            wall_time_s=round(self._wall_clock(), 4),
+            segment=segment_id,
+        )

@@ -1,0 +1,239 @@
+"""MQTT 5 publisher: retained availability (with a last will), retained state and status, events."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import ssl
+import threading
+import time
+import uuid
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+from serd.config import MqttConfig
+from serd.errors import ConfigError
+from serd.events import EmotionChanged, EmotionState, Event, Status
+from serd.publish.base import DropCounter, event_json
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_MESSAGES = 1000
+CONTROL_HEADROOM = 8  # room in paho's queue for availability and retained re-publishes beyond the events
+RECONNECT_MIN_S = 1
+ONLINE = "online"
+OFFLINE = "offline"
+STATE_TYPES = (EmotionChanged.TYPE, EmotionState.TYPE)
+NOT_ON_EVENTS_TOPIC = (EmotionState.TYPE,)
+TOPIC_WILDCARDS = ("+", "#")
+CLIENT_ID_SUFFIX_CHARS = 8
+
+_live_here: collections.Counter[str] = collections.Counter()  # availability topics of open publishers (reloads)
+_live_here_lock = threading.Lock()
+
+
+class MqttTopics:
+    """PREFIX/DEVICE/{available,state,events,status}."""
+
+    def __init__(self, prefix: str, device: str) -> None:
+        for key, value in (("[mqtt] topic_prefix", prefix), ("[daemon] device_id", device)):
+            if not value or any(mark in value for mark in TOPIC_WILDCARDS):
+                raise ConfigError("%s: %r cannot be used in an MQTT topic" % (key, value))
+        base = "%s/%s" % (prefix.strip("/"), device)
+        self.available = base + "/available"
+        self.state = base + "/state"
+        self.events = base + "/events"
+        self.status = base + "/status"
+
+
+class MqttPublisher:
+    """Publishes to a broker from paho's network thread; a missing broker never blocks the caller."""
+
+    name = "mqtt"
+
+    def __init__(self, config: MqttConfig, device: str, max_queued: int = MAX_QUEUED_MESSAGES) -> None:
+        self.topics = MqttTopics(config.topic_prefix, device)
+        self._qos = config.qos
+        self._address = "%s:%d" % (config.host, config.port)
+        self._max_queued = max_queued
+        self._drops = DropCounter(self.name)
+        self._lock = threading.Lock()
+        self._pending: collections.deque[tuple[mqtt.MQTTMessageInfo, bool]] = collections.deque()
+        self._retained: dict[str, str] = {}
+        self._closed = False
+        self._client = self._make_client(config, device)
+        with _live_here_lock:
+            _live_here[self.topics.available] += 1
+        self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s)
+        self._client.loop_start()
+
+    @property
+    def dropped(self) -> int:
+        """Events not handed to the broker (queue full, broker down at QoS 0, publisher closed)."""
+        return self._drops.count
+
+    def _make_client(self, config: MqttConfig, device: str) -> mqtt.Client:
+        """A paho client with will, credentials, TLS, backoff and a bounded queue configured."""
+        client_id = "serd-%s-%s" % (device, uuid.uuid4().hex[:CLIENT_ID_SUFFIX_CHARS])
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        client.will_set(self.topics.available, OFFLINE, qos=self._qos, retain=True)
+        _set_credentials(client, config)
+        if config.tls:
+            _set_tls(client, config)
+        client.reconnect_delay_set(RECONNECT_MIN_S, config.reconnect_max_s)
+        client.max_queued_messages_set(self._max_queued + CONTROL_HEADROOM)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        return client
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        """Announce availability and restore the retained state the broker may have lost."""
+        if reason.is_failure:
+            self._drops.note("broker refused the connection: %s" % reason)
+            return
+        log.info("mqtt: connected to broker %s", self._address)
+        client.publish(self.topics.available, ONLINE, qos=self._qos, retain=True)
+        with self._lock:
+            retained = list(self._retained.items())
+        for topic, payload in retained:
+            client.publish(topic, payload, qos=self._qos, retain=True)
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
+        """Note a lost connection; paho reconnects with backoff."""
+        if not self._closed:
+            self._drops.note("disconnected from broker %s (%s), reconnecting" % (self._address, reason))
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        """A connection attempt failed; paho retries with backoff."""
+        self._drops.note("cannot connect to broker %s, retrying" % self._address)
+
+    def publish(self, event: Event) -> None:
+        """Queue the event for its topics; retained topics hold only the latest and go out on connect."""
+        if self._closed:
+            self._drops.drop("publisher closed")
+            return
+        payload = event_json(event)
+        retained_topic = self._retained_topic(event)
+        if retained_topic is not None:
+            with self._lock:
+                self._retained[retained_topic] = payload
+            if self._client.is_connected():
+                self._send(retained_topic, payload, retain=True, counted=False)
+        if event.type not in NOT_ON_EVENTS_TOPIC:
+            self._send(self.topics.events, payload, retain=False, counted=True)
+
+    def _retained_topic(self, event: Event) -> str | None:
+        """The retained topic this event updates, if any."""
+        if event.type in STATE_TYPES:
+            return self.topics.state
+        if event.type == Status.TYPE:
+            return self.topics.status
+        return None
+
+    def _send(self, topic: str, payload: str, retain: bool, counted: bool) -> None:
+        """Hand one message to paho unless the outgoing queue is full; count lost events when `counted`."""
+        with self._lock:
+            if self._queue_full():
+                self._lost(counted, "outgoing queue full (%d messages)" % self._max_queued)
+                return
+            info = self._client.publish(topic, payload, qos=self._qos, retain=retain)
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self._qos > 0:
+                info.rc = MQTTErrorCode.MQTT_ERR_SUCCESS  # queued: paho sends it once connected
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                self._lost(counted, "outgoing queue full (%d messages)" % self._max_queued)
+            elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
+                self._lost(counted, "broker not connected (QoS 0 is not queued)")
+            else:
+                self._pending.append((info, counted))
+
+    def _lost(self, counted: bool, cause: str) -> None:
+        """Count a lost event; retained messages are not counted (they go out again on connect)."""
+        if counted:
+            self._drops.drop(cause)
+
+    def _queue_full(self) -> bool:
+        """Forget finished messages (counting QoS 0 ones a lost connection took); True if still full."""
+        while self._pending and _finished(self._pending[0][0]):
+            self._settle(*self._pending.popleft())
+        if len(self._pending) >= self._max_queued:
+            finished = [entry for entry in self._pending if _finished(entry[0])]
+            finished_ids = {id(entry) for entry in finished}
+            self._pending = collections.deque(entry for entry in self._pending if id(entry) not in finished_ids)
+            for entry in finished:
+                self._settle(*entry)
+        return len(self._pending) >= self._max_queued
+
+    def _settle(self, info: mqtt.MQTTMessageInfo, counted: bool) -> None:
+        """Count a finished message as lost if paho gave up on it."""
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            self._lost(counted, "connection lost before sending (%s)" % mqtt.error_string(info.rc))
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Publish available=offline (retained), wait for it within timeout_s, then disconnect.
+
+        When a replacement publisher for the same device is already open (a reload), the device stays
+        online: no offline message, and the clean disconnect suppresses the last will.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        deadline_s = time.monotonic() + timeout_s
+        with _live_here_lock:
+            _live_here[self.topics.available] -= 1
+            replaced = _live_here[self.topics.available] > 0
+            if not replaced:
+                del _live_here[self.topics.available]
+        if self._client.is_connected() and not replaced:
+            info = self._client.publish(self.topics.available, OFFLINE, qos=self._qos, retain=True)
+            _wait_published(info, timeout_s)
+        self._client.disconnect()
+        stopper = threading.Thread(target=self._client.loop_stop, name="serd-mqtt-stop", daemon=True)
+        stopper.start()
+        stopper.join(max(0.0, deadline_s - time.monotonic()))
+        if stopper.is_alive():
+            log.warning("mqtt: network thread did not stop within %.1f s", timeout_s)
+
+
+def _finished(info: mqtt.MQTTMessageInfo) -> bool:
+    """True once paho has sent (QoS 0) or the broker acknowledged (QoS 1/2) the message, or given up."""
+    try:
+        return info.is_published()
+    except (ValueError, RuntimeError):
+        return True
+
+
+def _wait_published(info: mqtt.MQTTMessageInfo, timeout_s: float) -> None:
+    """Wait for one message, bounded; a failure is logged, not raised."""
+    try:
+        info.wait_for_publish(timeout_s)
+    except (ValueError, RuntimeError) as exc:
+        log.warning("mqtt: could not publish availability: %s", exc)
+
+
+def _set_credentials(client: mqtt.Client, config: MqttConfig) -> None:
+    """User name from the config, password from password_file (trailing newline removed)."""
+    password = None
+    if config.password_file:
+        try:
+            with open(config.password_file, encoding="utf-8") as handle:
+                password = handle.read().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ConfigError("[mqtt] password_file: %s: cannot read: %s" % (config.password_file, reason)) from None
+    if config.username or password is not None:
+        client.username_pw_set(config.username or None, password)
+
+
+def _set_tls(client: mqtt.Client, config: MqttConfig) -> None:
+    """TLS with the configured CA (or the system store) and optional client certificate."""
+    try:
+        client.tls_set(
+            ca_certs=config.ca_file or None,
+            certfile=config.cert_file or None,
+            keyfile=config.key_file or None,
+        )
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError("[mqtt] tls: cannot load ca_file/cert_file/key_file: %s" % exc) from None

@@ -1,0 +1,163 @@
+"""ZeroMQ publisher: multipart [topic, JSON] on a bound XPUB socket that counts its drops."""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import socket
+import stat
+import threading
+from pathlib import Path
+
+import zmq
+
+from serd.errors import ConfigError
+from serd.events import Event
+from serd.publish.base import DropCounter, event_json
+
+log = logging.getLogger(__name__)
+
+IPC_SCHEME = "ipc://"
+TOPIC_ROOT = "serd"
+IPC_DIR_MODE = 0o755
+
+_bound_here: collections.Counter[str] = collections.Counter()  # ipc paths bound by this process (reloads)
+_bound_here_lock = threading.Lock()
+
+
+def zmq_topic(device: str, event_type: str) -> str:
+    """serd/<device>/<event type>: the first frame, which subscribers filter on."""
+    return "%s/%s/%s" % (TOPIC_ROOT, device, event_type)
+
+
+class ZmqPublisher:
+    """Binds an XPUB socket (PUB semantics) with XPUB_NODROP, so a full subscriber queue is seen and counted.
+
+    A plain PUB socket discards silently at the high-water mark; XPUB_NODROP makes a non-blocking send
+    fail with EAGAIN instead. One stalled subscriber therefore makes events drop for all subscribers,
+    and every such event is counted.
+    """
+
+    name = "zmq"
+
+    def __init__(self, endpoint: str, device: str, high_water_mark: int, linger_ms: int = 500) -> None:
+        self.endpoint = endpoint
+        self._device = device
+        self._linger_ms = linger_ms
+        self._drops = DropCounter(self.name)
+        self._lock = threading.Lock()
+        self._ipc_inode: int | None = None
+        self._context = zmq.Context()
+        self._socket: zmq.Socket | None = self._bind(high_water_mark)
+
+    @property
+    def dropped(self) -> int:
+        """Events not sent because a subscriber's queue was full or the socket is closed."""
+        return self._drops.count
+
+    def _bind(self, high_water_mark: int) -> zmq.Socket:
+        """Create the socket and bind it, preparing the ipc path first; errors name the endpoint."""
+        sock = self._context.socket(zmq.XPUB)
+        sock.setsockopt(zmq.XPUB_NODROP, 1)
+        sock.setsockopt(zmq.SNDHWM, high_water_mark)
+        sock.setsockopt(zmq.LINGER, self._linger_ms)
+        try:
+            ipc_path = _prepare_ipc_path(self.endpoint)
+            sock.bind(self.endpoint)
+        except (zmq.ZMQError, OSError, ConfigError) as exc:
+            sock.close(linger=0)
+            self._context.term()
+            if isinstance(exc, ConfigError):
+                raise
+            raise ConfigError("[zmq] endpoint: cannot bind %s: %s" % (self.endpoint, exc)) from None
+        if ipc_path is not None:
+            self._ipc_inode = os.stat(ipc_path).st_ino
+            with _bound_here_lock:
+                _bound_here[ipc_path] += 1
+        log.info("zmq: publishing on %s", self.endpoint)
+        return sock
+
+    def publish(self, event: Event) -> None:
+        """Send [topic, JSON] without blocking; count the event as dropped when it cannot go."""
+        frames = [zmq_topic(self._device, event.type).encode("utf-8"), event_json(event).encode("utf-8")]
+        with self._lock:
+            if self._socket is None:
+                self._drops.drop("publisher closed")
+                return
+            self._drain_subscriptions()
+            try:
+                self._socket.send_multipart(frames, zmq.NOBLOCK)
+            except zmq.Again:
+                self._drops.drop("a subscriber's queue is full (high-water mark)")
+            except zmq.ZMQError as exc:
+                self._drops.drop("send failed: %s" % exc)
+
+    def _drain_subscriptions(self) -> None:
+        """Read the subscription messages XPUB hands up, so they do not pile up in memory."""
+        try:
+            while True:
+                self._socket.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Give queued messages up to min(linger, timeout) to leave, then close and remove the ipc file."""
+        with self._lock:
+            sock, self._socket = self._socket, None
+        if sock is None:
+            return
+        sock.close(linger=min(self._linger_ms, int(timeout_s * 1000)))
+        self._context.term()
+        self._remove_own_ipc_file()
+
+    def _remove_own_ipc_file(self) -> None:
+        """Unlink the ipc socket file if it is still the one this publisher bound."""
+        if self._ipc_inode is None:
+            return
+        path = str(Path(self.endpoint[len(IPC_SCHEME):]))
+        with _bound_here_lock:
+            _bound_here[path] -= 1
+            if _bound_here[path] <= 0:
+                del _bound_here[path]
+        try:
+            if os.stat(path).st_ino == self._ipc_inode:
+                os.unlink(path)
+        except FileNotFoundError:
+            return
+
+
+def _prepare_ipc_path(endpoint: str) -> str | None:
+    """For ipc:// endpoints: create the directory and remove a stale socket file; return the path.
+
+    A socket bound by this process (a publisher about to be replaced on reload) may be taken over:
+    libzmq replaces the file and the old publisher leaves the new file alone when it closes.
+    """
+    if not endpoint.startswith(IPC_SCHEME):
+        return None
+    path = Path(endpoint[len(IPC_SCHEME):])
+    path.parent.mkdir(mode=IPC_DIR_MODE, parents=True, exist_ok=True)
+    if str(path) in _bound_here:
+        log.info("zmq: taking over %s from the publisher being replaced", path)
+    elif path.exists() or path.is_symlink():
+        _remove_stale_socket(path)
+    return str(path)
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Unlink a socket file nobody listens on; refuse to steal one that is alive."""
+    if not stat.S_ISSOCK(path.lstat().st_mode):
+        raise ConfigError("[zmq] endpoint: %s exists and is not a socket" % path)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as exc:
+        if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise
+        log.info("zmq: removing stale socket %s", path)
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise ConfigError("[zmq] endpoint: %s is in use by another process" % path)

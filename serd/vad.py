@@ -1,0 +1,111 @@
+"""Speech gate: webrtcvad decisions with minimum speech, hangover and pre-roll."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import webrtcvad
+
+VAD_FRAME_MS_ALLOWED = (10, 20, 30)
+
+
+@dataclass(frozen=True)
+class SpeechBoundary:
+    """A speech segment starts or ends at an absolute sample index."""
+
+    kind: str  # "start" or "end"
+    sample_index: int
+
+
+@dataclass(frozen=True)
+class VadParams:
+    """Gate parameters; the daemon reads them from the [vad] config section."""
+
+    aggressiveness: int = 2
+    frame_ms: int = 30
+    min_speech_ms: int = 120
+    hangover_ms: int = 300
+    pre_roll_ms: int = 150
+
+
+class VadGate:
+    """Feeds fixed frames to webrtcvad and turns decisions into speech start/end boundaries.
+
+    The gate sees audio in any chunk size; it carries the partial frame over. Boundary indices
+    are absolute sample indices of the stream, so the caller can read the segment (pre-roll
+    included) from its ring buffer.
+    """
+
+    def __init__(self, params: VadParams, sample_rate_hz: int):
+        if params.frame_ms not in VAD_FRAME_MS_ALLOWED:
+            raise ValueError("vad frame_ms must be one of %s" % (VAD_FRAME_MS_ALLOWED,))
+        self.params = params
+        self.sample_rate_hz = sample_rate_hz
+        self.frame_samples = sample_rate_hz * params.frame_ms // 1000
+        self._vad = webrtcvad.Vad(params.aggressiveness)
+        self._min_speech_frames = max(1, -(-params.min_speech_ms // params.frame_ms))
+        self._hangover_frames = max(1, -(-params.hangover_ms // params.frame_ms))
+        self._pre_roll_samples = sample_rate_hz * params.pre_roll_ms // 1000
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._next_index = 0  # absolute index of _pending[0]
+        self._in_speech = False
+        self._run_frames = 0  # voiced frames in a row (silence) or unvoiced in a row (speech)
+        self._last_end = 0
+
+    @property
+    def in_speech(self) -> bool:
+        """True while a segment is open."""
+        return self._in_speech
+
+    @property
+    def decided_index(self) -> int:
+        """Absolute index up to which every sample has a decision."""
+        return self._next_index
+
+    def start_at(self, sample_index: int) -> None:
+        """Declare the absolute index of the next sample pushed (after a gap or at stream start)."""
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._next_index = sample_index
+        self._last_end = min(self._last_end, sample_index)
+
+    def push(self, samples: np.ndarray) -> list[SpeechBoundary]:
+        """Consume int16 samples; return the boundaries they complete, in order."""
+        self._pending = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16)])
+        boundaries: list[SpeechBoundary] = []
+        whole = len(self._pending) // self.frame_samples * self.frame_samples
+        for offset in range(0, whole, self.frame_samples):
+            frame = self._pending[offset : offset + self.frame_samples]
+            boundary = self._decide(self._vad.is_speech(frame.tobytes(), self.sample_rate_hz))
+            self._next_index += self.frame_samples
+            if boundary is not None:
+                boundaries.append(boundary)
+        self._pending = self._pending[whole:]
+        return boundaries
+
+    def flush(self) -> list[SpeechBoundary]:
+        """End of stream: close an open segment at the last decided sample."""
+        if not self._in_speech:
+            return []
+        self._in_speech = False
+        self._run_frames = 0
+        self._last_end = self._next_index
+        return [SpeechBoundary("end", self._next_index)]
+
+    def _decide(self, voiced: bool) -> SpeechBoundary | None:
+        """Advance the state machine by one frame ending at _next_index + frame_samples."""
+        frame_end = self._next_index + self.frame_samples
+        if not self._in_speech:
+            self._run_frames = self._run_frames + 1 if voiced else 0
+            if self._run_frames < self._min_speech_frames:
+                return None
+            first_voiced = frame_end - self._run_frames * self.frame_samples
+            start = max(first_voiced - self._pre_roll_samples, self._last_end, 0)
+            self._in_speech, self._run_frames = True, 0
+            return SpeechBoundary("start", start)
+        self._run_frames = 0 if voiced else self._run_frames + 1
+        if self._run_frames < self._hangover_frames:
+            return None
+        self._in_speech, self._run_frames = False, 0
+        self._last_end = frame_end
+        return SpeechBoundary("end", frame_end)

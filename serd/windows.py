@@ -1,0 +1,83 @@
+"""Model windows: fixed-length, normalised runs of feature frames inside one speech segment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from serd.features import normalise_window
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    """Window geometry in feature frames, read from the model's JSON card."""
+
+    frames: int = 200  # 2.0 s at a 10 ms hop
+    hop_frames: int = 50  # a new window every 0.5 s of speech
+    min_frames: int = 50  # shorter segments give no window
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WindowParams":
+        """Build from the card's "window" object."""
+        return cls(**data)
+
+    def to_dict(self) -> dict:
+        """The card's "window" object."""
+        return dict(self.__dict__)
+
+
+class WindowAssembler:
+    """Collects frames of one segment and releases a window every hop.
+
+    A segment shorter than a window gives one window at its end, filled by repeating its
+    frames; a longer one gives a last window aligned to its end when at least half a hop of
+    frames came after the previous window. Training uses this class too.
+    """
+
+    def __init__(self, params: WindowParams, n_features: int):
+        self.params = params
+        self.n_features = n_features
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new segment."""
+        self._frames = np.zeros((0, self.n_features), dtype=np.float32)
+        self._total = 0
+        self._since_window = 0
+        self._emitted = 0
+
+    @property
+    def total_frames(self) -> int:
+        """Frames seen in this segment."""
+        return self._total
+
+    def push(self, frames: np.ndarray) -> list[np.ndarray]:
+        """Add frames; return the normalised windows they complete."""
+        windows = []
+        for frame in frames:
+            drop = max(0, len(self._frames) - self.params.frames + 1)  # hold at most one window of frames
+            self._frames = np.concatenate([self._frames[drop:], frame[None, :]])
+            self._total += 1
+            self._since_window += 1
+            due = self._emitted == 0 or self._since_window >= self.params.hop_frames
+            if self._total >= self.params.frames and due:
+                windows.append(self._release())
+        return windows
+
+    def finish(self) -> list[np.ndarray]:
+        """The segment ended: return a last window if one is due."""
+        if self._emitted == 0 and self._total >= self.params.min_frames:
+            return [self._release()]
+        if self._emitted and self._since_window >= self.params.hop_frames // 2:
+            return [self._release()]
+        return []
+
+    def _release(self) -> np.ndarray:
+        """Normalise the held frames (repeated to full length if short) as one window."""
+        self._emitted += 1
+        self._since_window = 0
+        held = self._frames
+        if len(held) < self.params.frames:
+            held = np.resize(held, (self.params.frames, self.n_features))
+        return normalise_window(held)

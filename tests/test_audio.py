@@ -1,0 +1,276 @@
+"""Decoding files to 16 kHz mono int16, resampling offline and streaming, and every bad input."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serd.audio import StreamResampler, chunks, load_audio, resample
+from serd.errors import AudioError
+
+SAMPLE_RATE_HZ = 16000
+TONES_HZ = (220.0, 1000.0, 3100.0, 6500.0)
+TONE_AMPLITUDE = 0.2
+DURATION_S = 1.0
+LSB = 1.0 / 32768
+
+
+def tones(rate_hz: int, duration_s: float = DURATION_S, tones_hz=TONES_HZ) -> np.ndarray:
+    """A sum of sines in [-1, 1), content below 7 kHz."""
+    time_s = np.arange(int(round(rate_hz * duration_s))) / rate_hz
+    return sum(TONE_AMPLITUDE * np.sin(2 * np.pi * freq_hz * time_s + freq_hz) for freq_hz in tones_hz)
+
+
+def write_wav(path: Path, audio: np.ndarray, rate_hz: int, width_bytes: int) -> Path:
+    """Plain PCM wav with the stdlib writer; audio is (frames,) or (frames, channels) floats."""
+    frames = audio if audio.ndim == 2 else audio[:, None]
+    full_scale = 1 << (8 * width_bytes - 1)
+    values = np.clip(np.round(frames * full_scale), -full_scale, full_scale - 1).astype(np.int64)
+    if width_bytes == 1:
+        raw = (values + 128).astype(np.uint8).tobytes()
+    else:
+        raw = values.astype("<i8").view(np.uint8).reshape(-1, 8)[:, :width_bytes].tobytes()
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(frames.shape[1])
+        writer.setsampwidth(width_bytes)
+        writer.setframerate(rate_hz)
+        writer.writeframes(raw)
+    return path
+
+
+def sox(*args: str) -> None:
+    """Run sox quietly; fail the test on error."""
+    subprocess.run(["sox", "-V1", *args], check=True, capture_output=True)
+
+
+def as_float(samples: np.ndarray) -> np.ndarray:
+    """int16 -> float in [-1, 1)."""
+    return samples.astype(np.float64) * LSB
+
+
+def aligned_correlation(decoded: np.ndarray, reference: np.ndarray, max_lag: int) -> tuple[float, int]:
+    """Best normalised correlation of the overlap over lags in [-max_lag, max_lag] (decoder delay), and that lag."""
+    a, b = decoded.astype(np.float64), reference.astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    products = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lags = np.arange(-max_lag, max_lag + 1)
+    start_a, start_b = np.maximum(lags, 0), np.maximum(-lags, 0)
+    count = np.minimum(len(a) - start_a, len(b) - start_b)
+    energy_a, energy_b = np.concatenate([[0.0], np.cumsum(a * a)]), np.concatenate([[0.0], np.cumsum(b * b)])
+    norms = np.sqrt((energy_a[start_a + count] - energy_a[start_a]) * (energy_b[start_b + count] - energy_b[start_b]))
+    correlations = products[lags % size] / norms
+    best = int(np.argmax(correlations))
+    return float(correlations[best]), int(lags[best])
+
+
+@pytest.fixture(scope="module")
+def reference() -> np.ndarray:
+    """The tones at 16 kHz, as the ideal decoder would return them."""
+    return tones(SAMPLE_RATE_HZ)
+
+
+@pytest.mark.parametrize("width_bytes, tolerance_lsb", [(1, 130), (2, 0), (3, 1), (4, 1)])
+def test_wav_sample_widths(tmp_path, reference, width_bytes, tolerance_lsb):
+    path = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, width_bytes)
+    samples = load_audio(path)
+    assert samples.dtype == np.int16 and samples.shape == (SAMPLE_RATE_HZ,)
+    expected = np.round(reference * 32768)
+    assert np.abs(samples - expected).max() <= tolerance_lsb
+
+
+def test_wav_stereo_is_mixed_to_mono(tmp_path):
+    left, right = tones(SAMPLE_RATE_HZ, tones_hz=(300.0,)), tones(SAMPLE_RATE_HZ, tones_hz=(2000.0,))
+    path = write_wav(tmp_path / "stereo.wav", np.stack([left, right], axis=1), SAMPLE_RATE_HZ, 2)
+    samples = load_audio(path)
+    expected = (np.round(left * 32768) + np.round(right * 32768)) / 2
+    assert np.abs(samples - expected).max() <= 1
+
+
+def test_wav_44k_is_resampled(tmp_path):
+    path = write_wav(tmp_path / "tones44k.wav", tones(44100), 44100, 2)
+    samples = load_audio(path)
+    assert len(samples) == SAMPLE_RATE_HZ
+    error = as_float(samples) - tones(SAMPLE_RATE_HZ)
+    assert np.abs(error[200:-200]).max() < 40 * LSB  # a 6.5 kHz tone loses < 0.05 dB
+
+
+def test_native_resampling_agrees_with_sox(tmp_path):
+    spectrum = np.fft.rfft(np.random.default_rng(7).standard_normal(48000) * 0.1)
+    spectrum[np.fft.rfftfreq(48000, 1 / 48000) > 6500] = 0  # band-limited: both must pass it unchanged
+    path = write_wav(tmp_path / "noise48k.wav", np.fft.irfft(spectrum, 48000), 48000, 2)
+    sox(str(path), "-r", "16000", "-b", "16", str(tmp_path / "sox16k.wav"))
+    ours = as_float(load_audio(path))
+    theirs = as_float(load_audio(tmp_path / "sox16k.wav"))
+    assert len(ours) == len(theirs) == SAMPLE_RATE_HZ
+    assert np.sqrt(np.mean((ours - theirs)[500:-500] ** 2)) < 0.01 * np.sqrt(np.mean(theirs**2))
+
+
+@pytest.mark.parametrize("bits, channels", [(24, 1), (32, 1), (16, 4), (24, 2)])
+def test_extensible_wav_from_sox(tmp_path, reference, bits, channels):
+    source = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, 2)
+    target = tmp_path / ("ext%d_%d.wav" % (bits, channels))
+    sox(str(source), "-b", str(bits), "-c", str(channels), str(target))
+    assert struct.unpack_from("<H", target.read_bytes(), 20)[0] == 0xFFFE  # WAVE_FORMAT_EXTENSIBLE
+    assert np.abs(load_audio(target) - load_audio(source)).max() <= 1
+
+
+def test_float_wav_through_sox(tmp_path, reference):
+    source = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, 2)
+    sox(str(source), "-e", "floating-point", "-b", "32", str(tmp_path / "float.wav"))
+    assert np.abs(load_audio(tmp_path / "float.wav") - load_audio(source)).max() <= 1
+
+
+def test_compressed_formats_agree_with_wav(tmp_path, reference):
+    source = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, 2)
+    expected = load_audio(source)
+    sox(str(source), str(tmp_path / "tones.flac"))
+    sox(str(source), str(tmp_path / "tones.ogg"))
+    sox(str(source), "-C", "128", str(tmp_path / "tones.mp3"))  # 128 kbit/s keeps the 6.5 kHz tone
+    assert np.array_equal(load_audio(tmp_path / "tones.flac"), expected)  # lossless
+    ogg = load_audio(tmp_path / "tones.ogg")
+    assert len(ogg) == len(expected)
+    assert aligned_correlation(ogg, expected, max_lag=20)[0] > 0.99
+    mp3 = load_audio(tmp_path / "tones.mp3")  # mp3 keeps the coder's delay and padding (~0.12 s)
+    correlation, lag = aligned_correlation(mp3, expected, max_lag=2500)
+    assert correlation > 0.99 and 0 <= lag < 2500
+    assert 0 <= len(mp3) - len(expected) < 0.1 * SAMPLE_RATE_HZ
+
+
+def test_flac_at_44k_is_resampled_by_the_decoder(tmp_path):
+    source = write_wav(tmp_path / "tones44k.wav", tones(44100), 44100, 2)
+    sox(str(source), str(tmp_path / "tones44k.flac"))
+    decoded = as_float(load_audio(tmp_path / "tones44k.flac"))
+    assert len(decoded) == SAMPLE_RATE_HZ
+    assert np.abs(decoded - tones(SAMPLE_RATE_HZ))[500:-500].max() < 40 * LSB
+
+
+def test_other_target_rate(tmp_path, reference):
+    path = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, 2)
+    assert len(load_audio(path, sample_rate_hz=8000)) == 8000
+    sox(str(path), str(tmp_path / "tones.flac"))
+    assert len(load_audio(tmp_path / "tones.flac", sample_rate_hz=8000)) == 8000
+
+
+def bad_wav_header_only(path: Path) -> None:
+    good = path.with_name("good.wav")
+    write_wav(good, tones(SAMPLE_RATE_HZ), SAMPLE_RATE_HZ, 2)
+    path.write_bytes(good.read_bytes()[:30])
+
+
+def bad_wav_truncated(path: Path) -> None:
+    good = path.with_name("good.wav")
+    write_wav(good, tones(SAMPLE_RATE_HZ), SAMPLE_RATE_HZ, 2)
+    path.write_bytes(good.read_bytes()[:20000])
+
+
+def bad_compressed_truncated(path: Path) -> None:
+    good = path.with_name("good.wav")
+    write_wav(good, tones(SAMPLE_RATE_HZ, duration_s=3.0), SAMPLE_RATE_HZ, 2)
+    full = path.with_name("full" + path.suffix)
+    sox(str(good), str(full))
+    path.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+
+
+BAD_INPUTS = [
+    ("absent.wav", None, "no such file"),
+    ("empty.wav", lambda path: path.write_bytes(b""), "empty file"),
+    ("text.wav", lambda path: path.write_text("this is not audio at all\n"), "not a valid WAV file"),
+    ("header.wav", bad_wav_header_only, "not a valid WAV file"),
+    ("short.wav", bad_wav_truncated, "truncated"),
+    ("text.flac", lambda path: path.write_text("this is not audio at all\n"), "not a readable FLAC file"),
+    ("text.ogg", lambda path: path.write_bytes(bytes(range(256)) * 20), "not a readable OGG file"),
+    ("text.mp3", lambda path: path.write_text("hello\n"), "not a readable MP3 file"),
+    ("cut.flac", bad_compressed_truncated, "truncated"),
+    ("notes.txt", lambda path: path.write_text("hello\n"), "unsupported format '.txt'"),
+    ("README", lambda path: path.write_text("hello\n"), "unsupported format 'no extension'"),
+    ("folder.wav", lambda path: path.mkdir(), "is a directory"),
+]
+
+
+@pytest.mark.parametrize("name, make, reason", BAD_INPUTS, ids=[row[0] for row in BAD_INPUTS])
+def test_bad_input_is_one_clear_line(tmp_path, name, make, reason):
+    path = tmp_path / name
+    if make is not None:
+        make(path)
+    with pytest.raises(AudioError) as error:
+        load_audio(path)
+    message = str(error.value)
+    assert message.startswith("%s: " % path)
+    assert reason in message
+    assert "\n" not in message
+
+
+def test_wav_without_frames_is_an_error(tmp_path):
+    path = write_wav(tmp_path / "none.wav", np.zeros((0, 1)), SAMPLE_RATE_HZ, 2)
+    with pytest.raises(AudioError, match="no audio samples"):
+        load_audio(path)
+
+
+def test_wav_with_unknown_length_header_is_read(tmp_path, reference):
+    path = write_wav(tmp_path / "stream.wav", reference, SAMPLE_RATE_HZ, 2)
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<I", data, 40, 0xFFFFFFFF)  # data size as streaming writers leave it
+    path.write_bytes(bytes(data))
+    assert np.array_equal(load_audio(path), np.round(reference * 32768).astype(np.int16))
+
+
+RATE_PAIRS = [(44100, 16000), (48000, 16000), (8000, 16000), (22050, 16000), (16000, 8000)]
+
+
+@pytest.mark.parametrize("in_rate_hz, out_rate_hz", RATE_PAIRS)
+def test_streaming_resampler_equals_offline(in_rate_hz, out_rate_hz):
+    audio = (np.random.default_rng(in_rate_hz).standard_normal(in_rate_hz // 2) * 4000).astype(np.int16)
+    offline = resample(audio, in_rate_hz, out_rate_hz)
+    assert offline.dtype == np.int16
+    assert len(offline) == -(-len(audio) * out_rate_hz // in_rate_hz)
+    for chunk_samples in (1, 7, 160, 441, 1024, 16000, len(audio)):
+        stream = StreamResampler(in_rate_hz, out_rate_hz)
+        parts = [stream.push(chunk) for chunk in chunks(audio, chunk_samples)] + [stream.flush()]
+        streamed = np.concatenate(parts)
+        assert len(streamed) == len(offline)
+        assert np.abs(streamed.astype(np.int32) - offline).max() <= 1, chunk_samples
+
+
+def test_streaming_resampler_latency_is_small():
+    stream = StreamResampler(48000, 16000)
+    produced = sum(len(stream.push(np.zeros(480, dtype=np.int16))) for _ in range(100))
+    assert produced >= 100 * 160 - 80  # at most 5 ms of output held back
+
+
+@pytest.mark.parametrize("in_rate_hz", [44100, 48000, 32000, 22050])
+def test_resampler_quality(in_rate_hz):
+    time_in_s = np.arange(in_rate_hz) / in_rate_hz
+    time_out_s = np.arange(SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    middle = slice(2000, -2000)
+    passed = resample(0.5 * np.sin(2 * np.pi * 1000 * time_in_s), in_rate_hz, SAMPLE_RATE_HZ)
+    assert np.abs(passed - 0.5 * np.sin(2 * np.pi * 1000 * time_out_s))[middle].max() < 1e-4
+    aliased = resample(0.5 * np.sin(2 * np.pi * 9000 * time_in_s), in_rate_hz, SAMPLE_RATE_HZ)
+    assert np.sqrt(np.mean(aliased[middle] ** 2)) < 1e-3 * 0.5  # 9 kHz is above 8 kHz: removed (> 60 dB)
+
+
+def test_upsampling_quality():
+    time_in_s = np.arange(8000) / 8000
+    time_out_s = np.arange(SAMPLE_RATE_HZ) / SAMPLE_RATE_HZ
+    upsampled = resample(0.5 * np.sin(2 * np.pi * 1000 * time_in_s), 8000, SAMPLE_RATE_HZ)
+    assert np.abs(upsampled - 0.5 * np.sin(2 * np.pi * 1000 * time_out_s))[2000:-2000].max() < 1e-4
+
+
+def test_same_rate_is_identity():
+    audio = np.arange(-500, 500, dtype=np.int16)
+    assert np.array_equal(resample(audio, SAMPLE_RATE_HZ, SAMPLE_RATE_HZ), audio)
+    stream = StreamResampler(SAMPLE_RATE_HZ, SAMPLE_RATE_HZ)
+    assert np.array_equal(stream.push(audio), audio) and len(stream.flush()) == 0
+
+
+def test_chunks_cover_the_signal():
+    audio = np.arange(1000)
+    parts = list(chunks(audio, 160))
+    assert [len(part) for part in parts] == [160] * 6 + [40]
+    assert np.array_equal(np.concatenate(parts), audio)
+    with pytest.raises(ValueError):
+        list(chunks(audio, 0))

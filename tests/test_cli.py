@@ -1,0 +1,178 @@
+"""The command line on real files: analyze, eval, run on a file and on stdin, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serd.model import load_model
+
+SERD = [sys.executable, "-m", "serd.cli"]
+CLIP_NAMES = ("03-01-05-02-01-01-01.flac", "03-01-03-02-01-01-01.flac", "03-01-04-02-02-01-01.flac")
+
+
+def serd(*args, stdin=None, timeout_s=120):
+    """Run serd as a user would; return the completed process (text)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    return subprocess.run(SERD + [str(a) for a in args], input=stdin, capture_output=True, timeout=timeout_s, env=env, check=False)
+
+
+@pytest.fixture(scope="module")
+def labels():
+    return load_model().labels
+
+
+@pytest.fixture(scope="module")
+def clips(ravdess_manifest):
+    return [ravdess_manifest.parent / "Actor_01" / name for name in CLIP_NAMES]
+
+
+def test_analyze_json_on_flac_clips(clips, labels):
+    result = serd("analyze", "--json", *clips)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert [line["file"] for line in lines] == [str(c) for c in clips]
+    for line in lines:
+        assert line["label"] in labels
+        assert abs(sum(line["probabilities"].values()) - 1.0) < 1e-2
+        assert 3.0 < line["duration_s"] < 5.0
+        assert line["segments"], "a RAVDESS clip holds speech"
+        for segment in line["segments"]:
+            assert 0.0 <= segment["start_s"] < segment["end_s"] <= line["duration_s"] + 0.05
+            assert segment["label"] in labels and segment["windows"] >= 1
+
+
+def test_analyze_text_names_file_and_label(clips, labels):
+    result = serd("analyze", clips[0])
+    assert result.returncode == 0
+    first = result.stdout.decode().splitlines()[0]
+    assert first.startswith(str(clips[0])) and first.split()[3] in labels
+
+
+def bad_files(tmp_path, clip):
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.flac"
+    text.write_text("this is not audio\n" * 20)
+    truncated = tmp_path / "cut.flac"
+    truncated.write_bytes(clip.read_bytes()[:60])
+    unsupported = tmp_path / "clip.xyz"
+    unsupported.write_bytes(b"\0" * 100)
+    return {"missing": tmp_path / "missing.wav", "empty": empty, "not audio": text, "truncated": truncated, "unsupported": unsupported}
+
+
+def test_analyze_bad_inputs_get_one_line_each_and_others_still_run(tmp_path, clips):
+    bad = bad_files(tmp_path, clips[0])
+    result = serd("analyze", "--json", clips[0], *bad.values(), clips[1])
+    assert result.returncode == 1
+    assert [json.loads(line)["file"] for line in result.stdout.decode().splitlines()] == [str(clips[0]), str(clips[1])]
+    errors = [line for line in result.stderr.decode().splitlines() if line.startswith("serd: error:")]
+    assert len(errors) == len(bad)
+    for path in bad.values():
+        assert any(str(path) in line for line in errors)
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_analyze_jobs_gives_the_same_answer(clips):
+    single = serd("analyze", "--json", *clips)
+    parallel = serd("analyze", "--json", "--jobs", "2", *clips)
+    assert parallel.returncode == 0
+    assert parallel.stdout == single.stdout
+
+
+def write_manifest(path: Path, rows):
+    lines = ["path\tspeaker\temotion\tduration_s"] + ["%s\t%s\t%s\t%.3f" % row for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_eval_json_on_a_small_manifest(tmp_path, ravdess_manifest, labels):
+    actor = ravdess_manifest.parent / "Actor_02"
+    rows = [(str(p), "02", "angry" if "-05-" in p.name else "neutral", 3.5) for p in sorted(actor.glob("03-01-0[15]-*.flac"))[:8]]
+    rows.append((str(actor / "03-01-01-01-01-01-02.flac"), "02", "boredom", 3.5))
+    manifest = write_manifest(tmp_path / "MANIFEST.tsv", rows)
+    result = serd("eval", "--json", manifest)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 8 and report["skipped"] == 1
+    assert set(report) >= {"n", "skipped", "accuracy", "uar", "macro_f1", "ece", "labels", "per_class", "confusion"}
+    assert report["labels"] == list(labels)
+    assert sum(map(sum, report["confusion"])) == 8
+    assert 0.0 <= report["uar"] <= 1.0 and 0.0 <= report["ece"] <= 1.0
+
+
+def test_eval_merge_folds_calm_into_neutral(tmp_path, ravdess_manifest, labels):
+    actor = ravdess_manifest.parent / "Actor_03"
+    rows = [(str(p), "03", "calm", 3.5) for p in sorted(actor.glob("03-01-02-*.flac"))[:4]]
+    result = serd("eval", "--json", "--merge", "calm=neutral", write_manifest(tmp_path / "m.tsv", rows))
+    report = json.loads(result.stdout)
+    assert "calm" not in report["labels"] and report["per_class"]["neutral"]["support"] == 4
+
+
+@pytest.mark.parametrize("merge", ["calm", "calm=calm", "calm=boredom"])
+def test_eval_bad_merge_is_a_one_line_error(tmp_path, merge, ravdess_manifest):
+    result = serd("eval", "--merge", merge, ravdess_manifest)
+    assert result.returncode == 1 and result.stderr.decode().startswith("serd: error: --merge")
+
+
+def test_eval_missing_manifest(tmp_path):
+    result = serd("eval", tmp_path / "nope.tsv")
+    assert result.returncode == 1 and "manifest not found" in result.stderr.decode()
+
+
+def stdout_events(result):
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+def test_run_on_a_file_matches_analyze(clips, labels):
+    run = serd("run", "--source", "file:%s" % clips[0], "--stdout", "--no-zmq", "--device-id", "t")
+    assert run.returncode == 0, run.stderr
+    events = stdout_events(run)
+    types = [e["type"] for e in events]
+    assert types[0] == "status" and types[-1] == "status" and events[-1]["state"] == "stopping"
+    assert "speech-started" in types and "speech-ended" in types
+    changes = [e for e in events if e["type"] == "emotion-changed"]
+    assert changes[0]["previous"] == "silence" and changes[0]["label"] in labels
+    assert changes[-1]["label"] == "silence"
+    analysis = json.loads(serd("analyze", "--json", clips[0]).stdout)
+    started = [e for e in events if e["type"] == "speech-started"]
+    ended = [e for e in events if e["type"] == "speech-ended"]
+    assert [round(e["stream_time_s"], 2) for e in started] == [round(s["start_s"], 2) for s in analysis["segments"]]
+    assert [round(e["stream_time_s"], 2) for e in ended] == [round(s["end_s"], 2) for s in analysis["segments"]]
+
+
+def test_run_on_stdin_gives_the_same_segments_as_the_file(clips):
+    from serd.audio import load_audio
+
+    raw = load_audio(clips[1]).astype("<i2").tobytes()
+    from_stdin = stdout_events(serd("run", "--source", "stdin", "--stdout", "--no-zmq", stdin=raw))
+    from_file = stdout_events(serd("run", "--source", "file:%s" % clips[1], "--stdout", "--no-zmq"))
+    keep = ("speech-started", "speech-ended", "emotion-changed")
+    strip = lambda events: [(e["type"], e["stream_time_s"], e.get("label")) for e in events if e["type"] in keep]  # noqa: E731
+    assert strip(from_stdin) == strip(from_file) and strip(from_file)
+
+
+def test_run_bad_source_file_is_one_line(tmp_path):
+    result = serd("run", "--source", "file:%s" % (tmp_path / "missing.flac"), "--no-zmq")
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().splitlines()[-1].startswith("serd: error:")
+    assert "Traceback" not in result.stderr.decode()
+
+
+def test_run_bad_model_is_one_line(tmp_path):
+    fake = tmp_path / "m.tflite"
+    fake.write_bytes(b"not a model")
+    (tmp_path / "m.json").write_text("{}")
+    result = serd("run", "--source", "stdin", "--model", fake, "--no-zmq", stdin=b"")
+    assert result.returncode == 1 and "bad model card" in result.stderr.decode()
+
+
+def test_check_config_names_the_bad_key(tmp_path):
+    config = tmp_path / "serd.conf"
+    config.write_text("[vad]\naggressiveness = 7\n")
+    result = serd("check-config", config)
+    assert result.returncode == 1
+    assert result.stderr.decode().strip() == "serd: error: [vad] aggressiveness: 7 must be 0 to 3"

@@ -1,0 +1,148 @@
+"""The speech front end on real speech: ring -> VAD -> features -> windows, in any chunk size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serd.audio import chunks, load_audio
+from serd.features import FeatureExtractor, FeatureParams, normalise_window
+from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady, clip_windows
+from serd.ringbuffer import RingBuffer
+from serd.vad import VadGate, VadParams
+from serd.windows import WindowParams
+
+SAMPLE_RATE_HZ = 16000
+VAD = VadParams()
+FEATURES = FeatureParams()
+WINDOWS = WindowParams()
+SILENCE = np.zeros(SAMPLE_RATE_HZ, dtype=np.int16)
+SPEECH_START, SPEECH_STOP = 16320, 48960  # the clip's speech energy
+
+
+@pytest.fixture(scope="module")
+def clip(ravdess_clip) -> np.ndarray:
+    """The angry RAVDESS clip at 16 kHz."""
+    return load_audio(ravdess_clip)
+
+
+@pytest.fixture(scope="module")
+def conversation(clip) -> np.ndarray:
+    """A long utterance, a pause, a short one (shorter than a window), silence."""
+    speech = clip[SPEECH_START:SPEECH_STOP]
+    return np.concatenate([SILENCE, speech, np.zeros(9600, dtype=np.int16), speech[:12000], SILENCE])
+
+
+def run_frontend(samples: np.ndarray, chunk_samples: int | None = None, capacity: int | None = None) -> tuple[list, SpeechFrontend]:
+    """Write samples to a ring in chunks, processing after each; flush at the end."""
+    ring = RingBuffer(capacity or len(samples))
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    items = []
+    for chunk in chunks(samples, chunk_samples or len(samples)):
+        ring.write(chunk)
+        items.extend(frontend.process())
+    return items + frontend.flush(), frontend
+
+
+def vad_segments(samples: np.ndarray) -> list[tuple[int, int]]:
+    """(start, end) of every segment the gate finds on its own."""
+    gate = VadGate(VAD, SAMPLE_RATE_HZ)
+    indices = [boundary.sample_index for boundary in gate.push(samples) + gate.flush()]
+    return list(zip(indices[::2], indices[1::2]))
+
+
+def expected_windows(segment: np.ndarray) -> list[tuple[int | None, np.ndarray]]:
+    """(frames seen when released, or None if released at the segment's end; window), from offline features."""
+    frames = FeatureExtractor(FEATURES).compute(segment)
+    count = len(frames)
+    if count < WINDOWS.frames:
+        return [] if count < WINDOWS.min_frames else [(None, normalise_window(np.resize(frames, (WINDOWS.frames, frames.shape[1]))))]
+    starts = list(range(0, count - WINDOWS.frames + 1, WINDOWS.hop_frames))
+    result = [(start + WINDOWS.frames, normalise_window(frames[start : start + WINDOWS.frames])) for start in starts]
+    if count - result[-1][0] >= WINDOWS.hop_frames // 2:
+        result.append((None, normalise_window(frames[-WINDOWS.frames :])))
+    return result
+
+
+def test_clip_windows_are_the_windows_of_the_vad_segment(clip):
+    ((start, end),) = vad_segments(clip)
+    expected = expected_windows(clip[start:end])
+    windows = clip_windows(clip, VAD, FEATURES, WINDOWS)
+    assert len(windows) == len(expected) >= 2
+    for window, (_, reference) in zip(windows, expected):
+        assert window.shape == (WINDOWS.frames, FEATURES.n_mels)
+        np.testing.assert_allclose(window, reference, atol=1e-5)
+
+
+def test_items_follow_the_segments_in_order(conversation):
+    items, frontend = run_frontend(conversation)
+    segments = vad_segments(conversation)
+    assert len(segments) == 2 and frontend.segment_id == 2 and not frontend.in_speech
+    for segment_id, (start, end) in enumerate(segments, start=1):
+        mine = [item for item in items if item.segment_id == segment_id]
+        assert mine[0] == SegmentStarted(segment_id, start)
+        assert mine[-1] == SegmentEnded(segment_id, end)
+        windows = mine[1:-1]
+        expected = expected_windows(conversation[start:end])
+        assert all(isinstance(item, WindowReady) for item in windows) and len(windows) == len(expected)
+        for item, (frames_seen, reference) in zip(windows, expected):
+            np.testing.assert_allclose(item.window, reference, atol=1e-5)
+            frame_end = end if frames_seen is None else start + (frames_seen - 1) * FEATURES.hop_samples + FEATURES.frame_samples
+            assert item.sample_index == frame_end
+
+
+def test_short_segment_gives_one_padded_window(conversation):
+    items, _ = run_frontend(conversation)
+    (start, end) = vad_segments(conversation)[1]
+    windows = [item for item in items if isinstance(item, WindowReady) and item.segment_id == 2]
+    frames = FeatureExtractor(FEATURES).compute(conversation[start:end])
+    assert WINDOWS.min_frames <= len(frames) < WINDOWS.frames
+    assert len(windows) == 1 and windows[0].sample_index == end
+    repeated = np.concatenate([frames] * (WINDOWS.frames // len(frames) + 1))[: WINDOWS.frames]
+    np.testing.assert_allclose(windows[0].window, normalise_window(repeated), atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_samples", [160, 480, 1024, 16000, 777])
+def test_chunk_size_does_not_matter(conversation, chunk_samples):
+    reference, _ = run_frontend(conversation)
+    items, _ = run_frontend(conversation, chunk_samples)
+    assert [(type(item), item.segment_id, item.sample_index) for item in items] == [
+        (type(item), item.segment_id, item.sample_index) for item in reference
+    ]
+    for ours, theirs in zip(items, reference):
+        if isinstance(ours, WindowReady):
+            np.testing.assert_allclose(ours.window, theirs.window, atol=1e-5)
+
+
+def test_silence_gives_nothing():
+    items, frontend = run_frontend(np.zeros(5 * SAMPLE_RATE_HZ, dtype=np.int16), 480)
+    assert items == [] and frontend.segment_id == 0
+
+
+def test_flush_closes_speech_cut_off_by_the_end_of_the_stream(clip):
+    cut = clip[: SPEECH_START + SAMPLE_RATE_HZ]
+    ring = RingBuffer(len(cut))
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    ring.write(cut)
+    items = frontend.process()
+    assert isinstance(items[0], SegmentStarted) and frontend.in_speech
+    closing = frontend.flush()
+    assert isinstance(closing[-1], SegmentEnded)
+    assert closing[-1].sample_index == len(cut) // 480 * 480
+    assert not frontend.in_speech
+
+
+def test_lapped_reader_counts_lost_samples_and_continues(conversation):
+    capacity = 2 * SAMPLE_RATE_HZ
+    ring = RingBuffer(capacity)
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    ring.write(conversation[: 5 * SAMPLE_RATE_HZ])  # the reader falls 3 s behind
+    items = frontend.process()
+    assert frontend.lost_samples == 3 * SAMPLE_RATE_HZ
+    for chunk in chunks(conversation[5 * SAMPLE_RATE_HZ :], 480):
+        ring.write(chunk)
+        items.extend(frontend.process())
+    items.extend(frontend.flush())
+    kinds = [type(item) for item in items if not isinstance(item, WindowReady)]
+    assert kinds and kinds == [SegmentStarted, SegmentEnded] * (len(kinds) // 2)
+    assert all(item.sample_index >= 3 * SAMPLE_RATE_HZ for item in items)

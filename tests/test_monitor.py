@@ -1,0 +1,207 @@
+"""The console monitor against real ZeroMQ publishers and a real mosquitto."""
+
+import json
+import logging
+import re
+import threading
+import time
+
+import pytest
+import zmq
+
+from serd.config import MqttConfig
+from serd.events import EmotionChanged, EmotionState, SpeechEnded, Status, from_dict
+from serd.monitor import confidence_bar, format_line, run_monitor
+from serd.publish import MqttPublisher, ZmqPublisher
+from tests.support_mqtt import mosquitto  # noqa: F401
+
+DEVICE = "lab"
+WAIT_S = 5.0
+LINE_START = re.compile(r"^\d\d:\d\d:\d\d\.\d{3}  lab  ")
+
+
+def angry(t=1.0):
+    return EmotionChanged(device=DEVICE, stream_time_s=t, wall_time_s=time.time(), segment=2, label="angry",
+                          previous="neutral", confidence=0.82, probabilities={"angry": 0.82, "neutral": 0.18})
+
+
+def calm_state(t=2.0):
+    return EmotionState(device=DEVICE, stream_time_s=t, wall_time_s=time.time(), segment=2, label="calm",
+                        confidence=0.5, probabilities={"calm": 0.5})
+
+
+def ended(t=3.0):
+    return SpeechEnded(device=DEVICE, stream_time_s=t, wall_time_s=time.time(), segment=2, duration_s=1.5)
+
+
+def status(t=4.0):
+    return Status(device=DEVICE, stream_time_s=t, wall_time_s=time.time(), state="running", audio_s=4.0,
+                  overruns=1, lost_samples=160, dropped={"mqtt": 3, "zmq": 0})
+
+
+class Sink:
+    """A thread-safe text stream that remembers its lines."""
+
+    def __init__(self):
+        self._text = ""
+        self._changed = threading.Condition()
+
+    def write(self, text):
+        with self._changed:
+            self._text += text
+            self._changed.notify_all()
+
+    def flush(self):
+        pass
+
+    @property
+    def lines(self):
+        with self._changed:
+            return self._text.splitlines()
+
+    def wait_for(self, needle, timeout_s=WAIT_S, publish=None, count=1):
+        """The count-th line containing needle; calls publish() while waiting (slow joiner)."""
+        deadline_s = time.monotonic() + timeout_s
+        while time.monotonic() < deadline_s:
+            found = [line for line in self.lines if needle in line]
+            if len(found) >= count:
+                return found[count - 1]
+            if publish is not None:
+                publish()
+            with self._changed:
+                self._changed.wait(0.05)
+        raise AssertionError("no line with %r in %r" % (needle, self.lines))
+
+
+class Monitor:
+    """run_monitor in a thread."""
+
+    def __init__(self, **kwargs):
+        self.out = Sink()
+        self.stop = threading.Event()
+        self.result = []
+        args = dict(zmq_endpoint=None, mqtt_host=None, mqtt_port=1883, as_json=False)
+        args.update(kwargs)
+        self.thread = threading.Thread(
+            target=lambda: self.result.append(run_monitor(out=self.out, stop=self.stop, **args)), daemon=True)
+        self.thread.start()
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(3.0)
+        assert not self.thread.is_alive(), "monitor did not stop"
+        return self.result[0]
+
+
+def test_bar_is_drawn_in_eighths():
+    assert confidence_bar(0.82) == "████████▏ "
+    assert confidence_bar(1.0) == "██████████"
+    assert confidence_bar(0.0) == " " * 10
+    assert confidence_bar(1.7) == "██████████"
+
+
+def test_line_formats():
+    expected = r"emotion-changed +angry     0\.82 ████████▏  \(was neutral\)$"
+    assert re.match(LINE_START.pattern + expected, format_line(angry()))
+    assert format_line(ended()).endswith("speech-ended    segment 2  1.50 s")
+    assert "running  audio 4.0 s  overruns 1  lost 160 samples  dropped mqtt=3 zmq=0" in format_line(status())
+
+
+def test_zmq_lines_and_publisher_restart(tmp_path):
+    endpoint = "ipc://%s/events" % tmp_path
+    monitor = Monitor(zmq_endpoint=endpoint)
+    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100)
+    line = monitor.out.wait_for("emotion-changed", publish=lambda: pub.publish(angry()))
+    assert LINE_START.match(line) and "angry     0.82 ████████▏" in line
+    pub.publish(ended())
+    pub.publish(status())
+    assert "segment 2  1.50 s" in monitor.out.wait_for("speech-ended")
+    assert "overruns 1" in monitor.out.wait_for("status")
+    pub.close()
+    restarted = ZmqPublisher(endpoint, DEVICE, high_water_mark=100)
+    line = monitor.out.wait_for("emotion-state", publish=lambda: restarted.publish(calm_state()))
+    assert "calm      0.50 █████" in line
+    restarted.close()
+    assert monitor.finish() == 0
+
+
+def test_zmq_json_lines_are_the_event_json(tmp_path):
+    endpoint = "ipc://%s/events" % tmp_path
+    monitor = Monitor(zmq_endpoint=endpoint, as_json=True)
+    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100)
+    event = angry()
+    line = monitor.out.wait_for('"emotion-changed"', publish=lambda: pub.publish(event))
+    pub.close()
+    assert monitor.finish() == 0
+    assert from_dict(json.loads(line)) == event
+    assert all(from_dict(json.loads(text)) == event for text in monitor.out.lines)
+
+
+def test_bad_and_foreign_messages_are_skipped_with_a_warning(tmp_path, caplog):
+    endpoint = "ipc://%s/events" % tmp_path
+    monitor = Monitor(zmq_endpoint=endpoint)
+    context = zmq.Context()
+    raw = context.socket(zmq.PUB)
+    raw.bind(endpoint)
+    good = json.dumps(ended().to_dict()).encode()
+    garbage = [[b"serd/lab/x", b"\xff not json"], [b"single frame"], [b"serd/lab/x", b'{"schema": 99}'],
+               [b"serd/lab/x", b'{"schema": 1, "type": ["list"]}'], [b"other/topic", b"[1, 2]"],
+               [b"serd/lab/emotion-state", json.dumps(dict(calm_state().to_dict(), confidence="high")).encode()]]
+
+    def send_all():
+        for frames in garbage:
+            raw.send_multipart(frames)
+        raw.send_multipart([b"serd/lab/speech-ended", good])
+
+    with caplog.at_level(logging.WARNING, logger="serd.monitor"):
+        monitor.out.wait_for("speech-ended", publish=send_all)
+        result = monitor.finish()
+    raw.close(linger=0)
+    context.term()
+    assert result == 0
+    warnings = [record.getMessage() for record in caplog.records if record.name == "serd.monitor"]
+    assert any("not JSON text" in text for text in warnings)
+    assert any("1 frames" in text for text in warnings)
+    assert any("unsupported schema 99" in text for text in warnings)
+    assert any("malformed event" in text for text in warnings)
+    assert all("\n" not in text for text in warnings)
+    assert all("speech-ended" in line for line in monitor.out.lines)
+
+
+def test_mqtt_lines_survive_a_broker_restart(mosquitto):
+    monitor = Monitor(mqtt_host=mosquitto.host, mqtt_port=mosquitto.port)
+    pub = MqttPublisher(MqttConfig(enabled=True, host=mosquitto.host, port=mosquitto.port), DEVICE)
+    assert "online" in monitor.out.wait_for("available")
+    pub.publish(angry())
+    pub.publish(calm_state())
+    assert "angry     0.82 ████████▏" in monitor.out.wait_for("emotion-changed")
+    assert "calm      0.50" in monitor.out.wait_for("emotion-state")
+    mosquitto.stop()
+    mosquitto.start()
+    monitor.out.wait_for("online", count=2)
+    pub.publish(ended())
+    assert "segment 2  1.50 s" in monitor.out.wait_for("speech-ended")
+    pub.close()
+    assert "offline" in monitor.out.wait_for("offline")
+    assert monitor.finish() == 0
+    lines = monitor.out.lines
+    assert sum("emotion-changed" in line for line in lines) <= 2, "state and events must not double every change"
+
+
+def test_mqtt_monitor_waits_for_a_broker_that_is_not_there_yet(mosquitto):
+    mosquitto.stop()
+    monitor = Monitor(mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, as_json=True)
+    time.sleep(0.3)
+    mosquitto.start()
+    pub = MqttPublisher(MqttConfig(enabled=True, host=mosquitto.host, port=mosquitto.port), DEVICE)
+    event = ended()
+    line = monitor.out.wait_for("speech-ended", publish=lambda: pub.publish(event), timeout_s=8.0)
+    pub.close()
+    assert monitor.finish() == 0
+    assert from_dict(json.loads(line)) == event
+    assert not any("available" in line or "online" in line for line in monitor.out.lines)
+
+
+def test_monitor_without_a_source_is_an_error():
+    with pytest.raises(Exception, match="endpoint or an MQTT host"):
+        run_monitor(None, None, 1883, False, Sink(), threading.Event())

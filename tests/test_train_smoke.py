@@ -1,0 +1,96 @@
+"""End to end: train a tiny model from a manifest, export int8, evaluate it with `serd eval`."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serd.features import FeatureParams
+from serd.windows import WindowParams
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+ACTORS = ("01", "02", "03", "04")
+LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+CLIPS_PER_EMOTION = 1
+MAX_MODEL_BYTES = 256 * 1024
+CARD_KEYS = {"name", "version", "labels", "sample_rate_hz", "features", "window", "vad", "normalisation", "output", "temperature", "metrics", "training"}
+
+
+def small_corpus(ravdess_manifest: Path, root: Path) -> Path:
+    """A manifest of one clip per emotion for four actors; actor folders are symlinks to the corpus."""
+    corpus = root / "smoke"
+    corpus.mkdir()
+    with ravdess_manifest.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle, delimiter="\t") if row["speaker"] in ACTORS]
+    chosen, seen = [], {}
+    for row in rows:
+        key = (row["speaker"], row["emotion"])
+        if seen.get(key, 0) < CLIPS_PER_EMOTION:
+            seen[key] = seen.get(key, 0) + 1
+            chosen.append(row)
+    for actor_dir in {Path(row["path"]).parent for row in chosen}:
+        (corpus / actor_dir).symlink_to(ravdess_manifest.parent / actor_dir)
+    manifest = corpus / "MANIFEST.tsv"
+    with manifest.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "speaker", "emotion", "duration_s"], delimiter="\t")
+        writer.writeheader()
+        writer.writerows(chosen)
+    return manifest
+
+
+def run(command: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run a command from the project folder; fail the test with its stderr tail if it fails."""
+    result = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained(ravdess_manifest, tmp_path_factory):
+    """(manifest, output folder) after a two-epoch training run."""
+    root = tmp_path_factory.mktemp("train")
+    manifest = small_corpus(ravdess_manifest, root)
+    env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
+    out = root / "model"
+    run([sys.executable, "-m", "tools.train", "--manifest", str(manifest), "--out", str(out), "--epochs", "2",
+         "--aug-copies", "1", "--workers", "1"], env)
+    return manifest, out, env
+
+
+def test_training_writes_an_int8_model_and_a_valid_card(trained):
+    _, out, _ = trained
+    model = out / "serd-emotion.tflite"
+    card = json.loads((out / "serd-emotion.json").read_text())
+    assert 0 < model.stat().st_size <= MAX_MODEL_BYTES
+    assert set(card) == CARD_KEYS
+    assert card["labels"] == LABELS and card["output"] == "logits" and card["normalisation"] == "per-window-cmvn"
+    assert card["features"] == FeatureParams().to_dict() and card["window"] == WindowParams().to_dict()
+    assert set(card["vad"]) == {"aggressiveness", "frame_ms", "min_speech_ms", "hangover_ms", "pre_roll_ms"}
+    assert card["temperature"] > 0 and card["sample_rate_hz"] == 16000
+    io = card["metrics"]["input"]
+    assert io["input_shape"] == [1, 200, 40, 1] and io["input_dtype"] == "int8"
+    assert io["output_shape"] == [1, 8] and io["output_dtype"] == "int8"
+    assert card["training"]["clips"] == len(ACTORS) * len(LABELS) * CLIPS_PER_EMOTION
+    assert card["training"]["speakers"] == len(ACTORS)
+    assert (out / "MODEL_CARD.md").read_text().startswith("# serd-emotion")
+    assert (out / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_serd_eval_scores_the_trained_model(trained):
+    manifest, out, env = trained
+    result = run([sys.executable, "-m", "serd.cli", "eval", str(manifest), "--model", str(out / "serd-emotion.tflite"), "--json"], env)
+    report = json.loads(result.stdout)
+    n_clips = len(ACTORS) * len(LABELS) * CLIPS_PER_EMOTION
+    assert report["n"] == n_clips and report["skipped"] == 0
+    assert report["labels"] == LABELS
+    for key in ("accuracy", "uar", "macro_f1", "ece"):
+        assert 0.0 <= report[key] <= 1.0, key
+    assert sum(map(sum, report["confusion"])) == n_clips
+    assert len(report["confusion"]) == len(LABELS) and all(len(row) == len(LABELS) for row in report["confusion"])
+    assert sum(report["per_class"][label]["support"] for label in LABELS) == n_clips
+    correct = sum(report["confusion"][i][i] for i in range(len(LABELS)))
+    assert report["accuracy"] == pytest.approx(correct / n_clips)

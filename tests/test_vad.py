@@ -1,0 +1,178 @@
+"""The speech gate on real speech: bounds, pre-roll, hangover, minimum speech, chunk independence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import webrtcvad
+
+from serd.audio import chunks, load_audio
+from serd.vad import SpeechBoundary, VadGate, VadParams
+
+SAMPLE_RATE_HZ = 16000
+SAMPLES_PER_MS = SAMPLE_RATE_HZ // 1000
+SPEECH_START, SPEECH_STOP = 16320, 48960  # where the clip's speech energy is (within -35 dB of its peak)
+SILENCE = np.zeros(SAMPLE_RATE_HZ, dtype=np.int16)
+
+
+@pytest.fixture(scope="module")
+def clip(ravdess_clip) -> np.ndarray:
+    """The angry RAVDESS clip at 16 kHz (about 4.1 s, speech from 1.0 to 3.1 s)."""
+    return load_audio(ravdess_clip)
+
+
+@pytest.fixture(scope="module")
+def speech(clip) -> np.ndarray:
+    """The clip's speech, cut where its energy starts and stops."""
+    return clip[SPEECH_START:SPEECH_STOP]
+
+
+@pytest.fixture(scope="module")
+def conversation(clip, speech) -> np.ndarray:
+    """Speech bursts with gaps of different lengths, silences and the clip's own breathing."""
+    gap = lambda ms: np.zeros(ms * SAMPLES_PER_MS, dtype=np.int16)  # noqa: E731
+    parts = [gap(700), speech[:8000], gap(200), speech[8000:20000], gap(450), clip, gap(900), speech[:2400], gap(1200), speech]
+    return np.concatenate(parts + [gap(500)])
+
+
+def run_gate(samples: np.ndarray, params: VadParams, chunk_samples: int | None = None) -> list[SpeechBoundary]:
+    """All boundaries of a stream pushed in chunks (whole at once if chunk_samples is None)."""
+    gate = VadGate(params, SAMPLE_RATE_HZ)
+    boundaries: list[SpeechBoundary] = []
+    for chunk in chunks(samples, chunk_samples or len(samples)):
+        boundaries.extend(gate.push(chunk))
+    return boundaries + gate.flush()
+
+
+def frame_decisions(samples: np.ndarray, params: VadParams) -> list[bool]:
+    """webrtcvad's own voiced/unvoiced decision for every whole frame."""
+    vad = webrtcvad.Vad(params.aggressiveness)
+    frame_samples = params.frame_ms * SAMPLES_PER_MS
+    frames = samples[: len(samples) // frame_samples * frame_samples].reshape(-1, frame_samples)
+    return [vad.is_speech(frame.tobytes(), SAMPLE_RATE_HZ) for frame in frames]
+
+
+def expected_boundaries(decisions: list[bool], params: VadParams) -> list[SpeechBoundary]:
+    """The gate's contract stated on runs of frames.
+
+    A segment opens at the first run of min_speech voiced frames (its first frame minus the
+    pre-roll, never before the previous end) and closes after the first run of hangover unvoiced
+    frames that follows; the end of the stream closes an open segment.
+    """
+    frame_samples = params.frame_ms * SAMPLES_PER_MS
+    min_frames = -(-params.min_speech_ms // params.frame_ms)
+    hang_frames = -(-params.hangover_ms // params.frame_ms)
+    first_run = lambda start, length, voiced: next(  # noqa: E731
+        (i for i in range(start, len(decisions) - length + 1) if all(d == voiced for d in decisions[i : i + length])), None
+    )
+    result, cursor, last_end = [], 0, 0
+    while (onset := first_run(cursor, min_frames, True)) is not None:
+        result.append(SpeechBoundary("start", max(onset * frame_samples - params.pre_roll_ms * SAMPLES_PER_MS, last_end, 0)))
+        pause = first_run(onset + min_frames, hang_frames, False)
+        cursor = len(decisions) if pause is None else pause + hang_frames
+        last_end = cursor * frame_samples
+        result.append(SpeechBoundary("end", last_end))
+    return result
+
+
+def test_digital_silence_gives_no_segment():
+    assert run_gate(np.zeros(3 * SAMPLE_RATE_HZ, dtype=np.int16), VadParams()) == []
+
+
+def test_quiet_noise_gives_no_segment():
+    noise = (np.random.default_rng(1).standard_normal(3 * SAMPLE_RATE_HZ) * 30).astype(np.int16)  # about -60 dBFS
+    assert run_gate(noise, VadParams()) == []
+
+
+def test_segment_follows_the_speech(speech):
+    params = VadParams()
+    frame_samples = params.frame_ms * SAMPLES_PER_MS
+    samples = np.concatenate([SILENCE, speech, SILENCE])
+    start, end = run_gate(samples, params)
+    true_start, true_end = len(SILENCE), len(SILENCE) + len(speech)
+    pre_roll, hangover = params.pre_roll_ms * SAMPLES_PER_MS, params.hangover_ms * SAMPLES_PER_MS
+    assert (start.kind, end.kind) == ("start", "end")
+    assert true_start - pre_roll - frame_samples <= start.sample_index <= true_start - pre_roll + 2 * frame_samples
+    assert true_end + hangover - frame_samples <= end.sample_index <= true_end + hangover + 4 * frame_samples
+
+
+def test_whole_clip_is_one_segment_covering_its_speech(clip):
+    params = VadParams()
+    boundaries = run_gate(clip, params)
+    assert [b.kind for b in boundaries] == ["start", "end"]
+    start, end = (b.sample_index for b in boundaries)
+    assert SPEECH_START - 12000 <= start <= SPEECH_START  # the breath before the words (-45 dB) opens it early
+    assert SPEECH_STOP + params.hangover_ms * SAMPLES_PER_MS - 960 <= end <= SPEECH_STOP + SAMPLE_RATE_HZ // 2
+
+
+PARAMS = [
+    VadParams(),
+    VadParams(min_speech_ms=30, hangover_ms=90, pre_roll_ms=0),
+    VadParams(min_speech_ms=300, hangover_ms=600, pre_roll_ms=500),
+    VadParams(aggressiveness=3, frame_ms=10, min_speech_ms=200, hangover_ms=150, pre_roll_ms=300),
+    VadParams(aggressiveness=0, frame_ms=20, min_speech_ms=100, hangover_ms=1000, pre_roll_ms=1000),
+]
+
+
+@pytest.mark.parametrize("params", PARAMS, ids=lambda p: "a%d-f%d-m%d-h%d-p%d" % tuple(p.__dict__.values()))
+def test_min_speech_hangover_and_pre_roll_are_honoured(conversation, params):
+    boundaries = run_gate(conversation, params)
+    assert boundaries == expected_boundaries(frame_decisions(conversation, params), params)
+    assert len(boundaries) >= 2
+    kinds = [b.kind for b in boundaries]
+    assert kinds == ["start", "end"] * (len(kinds) // 2)
+    indices = [b.sample_index for b in boundaries]
+    assert indices == sorted(indices)
+
+
+def test_short_burst_is_ignored_below_min_speech(speech):
+    burst = np.concatenate([SILENCE, speech[4800:6400], SILENCE])  # 100 ms of voiced speech
+    decisions = frame_decisions(burst, VadParams(frame_ms=10))
+    voiced_ms = 10 * max(len(run) for run in "".join("1" if d else "0" for d in decisions).split("0"))
+    assert 60 <= voiced_ms <= 160
+    assert run_gate(burst, VadParams(frame_ms=10, min_speech_ms=voiced_ms + 10)) == []
+    assert len(run_gate(burst, VadParams(frame_ms=10, min_speech_ms=voiced_ms))) == 2
+
+
+def test_pause_shorter_than_hangover_keeps_one_segment(speech):
+    pause = np.zeros(400 * SAMPLES_PER_MS, dtype=np.int16)
+    samples = np.concatenate([SILENCE, speech, pause, speech, SILENCE])
+    assert len(run_gate(samples, VadParams(hangover_ms=600))) == 2
+    assert len(run_gate(samples, VadParams(hangover_ms=150))) == 4
+
+
+def test_pre_roll_never_reaches_before_the_previous_end(speech):
+    pause = np.zeros(500 * SAMPLES_PER_MS, dtype=np.int16)
+    samples = np.concatenate([SILENCE, speech, pause, speech, SILENCE])
+    first_start, first_end, second_start, _ = run_gate(samples, VadParams(hangover_ms=150, pre_roll_ms=1000))
+    assert first_start.sample_index == 0
+    assert second_start.sample_index == first_end.sample_index
+
+
+@pytest.mark.parametrize("chunk_samples", [1, 7, 160, 480, 1024, 16000])
+def test_chunk_size_does_not_matter(conversation, chunk_samples):
+    params = VadParams()
+    assert run_gate(conversation, params, chunk_samples) == run_gate(conversation, params)
+
+
+def test_indices_are_absolute_after_start_at(speech):
+    samples = np.concatenate([SILENCE, speech, SILENCE])
+    gate = VadGate(VadParams(), SAMPLE_RATE_HZ)
+    offset = 10 * SAMPLE_RATE_HZ
+    gate.start_at(offset)
+    shifted = gate.push(samples) + gate.flush()
+    assert [b.sample_index - offset for b in shifted] == [b.sample_index for b in run_gate(samples, VadParams())]
+    assert gate.decided_index == offset + len(samples) // 480 * 480
+
+
+def test_flush_closes_an_open_segment_at_the_last_decided_sample(speech):
+    gate = VadGate(VadParams(), SAMPLE_RATE_HZ)
+    boundaries = gate.push(np.concatenate([SILENCE, speech[:16000]]))
+    assert [b.kind for b in boundaries] == ["start"] and gate.in_speech
+    assert gate.flush() == [SpeechBoundary("end", gate.decided_index)]
+    assert not gate.in_speech and gate.flush() == []
+
+
+def test_bad_frame_length_is_refused():
+    with pytest.raises(ValueError, match="frame_ms"):
+        VadGate(VadParams(frame_ms=25), SAMPLE_RATE_HZ)

@@ -1,0 +1,1 @@
+"""Training, export and evaluation tools for serd (TensorFlow lives here, never in serd/)."""

@@ -1,0 +1,166 @@
+"""The benchmark's figures, targets and Markdown report."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NAN = float("nan")
+HOP_MS = 500.0
+REQUIRED_KEYS = ("cpu_per_audio_s", "seed_cpu_per_audio_s", "cpu_ratio", "rss_mb", "seed_rss_mb", "rss_ratio",
+                 "hop_p99_ms", "e2e_p99_ms", "mqtt_e2e_p99_ms", "startup_s", "analyze_x_realtime")
+STAGE_NAMES = {
+    "vad": "VAD (webrtcvad gate)", "features": "features (log-mel frames)", "windows": "windows (assembly + CMVN)",
+    "model": "model.predict (quantise + invoke + softmax)", "invoke": "  of which interpreter invoke",
+    "smoother": "smoother", "publish": "publish (ZeroMQ)", "total": "**total per 0.5 s hop**", "total_cpu": "total per hop, thread CPU time",
+    "releasing_call": "the 30 ms step that releases a window", "any_call": "any 30 ms step",
+}
+METHOD = """\
+Method
+- Cost: each path runs in its own subprocess on the same concatenated audio; CPU is time.process_time() of
+  the processing loop only (imports, model load and the seed's first call, i.e. numba JIT and tf.function
+  tracing, excluded). serd: 30 ms chunks into a ring, Pipeline.process() after each, every event published
+  on a real ZeroMQ PUB (ipc) with this process subscribed. Seed: for each window serd produced, librosa MFCC
+  (40 coefficients, 10 ms hop) of the raw 2 s ending there, then Keras predict() of the float twin of serd's
+  model (tools.model.build_model, random weights: weights do not change cost). Ratios are seed / serd.
+- Hop latency: a second, instrumented serd pass times every stage per 30 ms step; figures are sums over each
+  0.5 s of audio (one hop) in which the model ran.
+- End-to-end: `serd run --source file:X --realtime` as a subprocess with [smoothing] state_interval_ms=500
+  (an emotion event every hop) and status_interval_s=1. The paced source hands over the chunk ending at
+  sample i at start + i/16000, never earlier, so start <= W - T for every event (W its wall_time_s, T its
+  stream_time_s); start is estimated as min(W - T), a bound tight to the daemon's reaction time. Latency =
+  receive time - (start + T), T being the end of the window's newest frame (a lower bound, short by at most
+  that reaction time); it includes the wait for the rest of the 30 ms capture chunk and VAD frame. The oldest
+  sample of a hop is 500 ms older: the strict rows add the hop. make = W - (start + T), transport = receive - W.
+- RSS: VmHWM from /proc; `serd run` sampled every 0.25 s, last sample before it exits at end of file.
+  Startup: exec to the wall_time_s of the first `running` status (the daemon's READY).
+- analyze: `serd analyze --json --jobs N` on N WAV copies of RAVDESS clips, wall time of the whole command
+  (start-up included); marginal = extra audio / extra wall between the smallest and largest file count."""
+
+
+def _get(results: dict, *path: str, default: Any = NAN) -> Any:
+    """results[path[0]][path[1]]... or default when a section is missing."""
+    node: Any = results
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _ratio(top: float, bottom: float) -> float:
+    """top / bottom, NaN when bottom is zero or missing."""
+    return top / bottom if bottom and math.isfinite(bottom) and math.isfinite(top) else NAN
+
+
+def summary(results: dict) -> dict:
+    """The headline keys (flat, numeric)."""
+    audio_s = _get(results, "serd", "audio_s")
+    serd_cpu = _ratio(_get(results, "serd", "cpu", "cpu_s"), audio_s)
+    seed_cpu = _ratio(_get(results, "seed", "cpu_s"), _get(results, "seed", "audio_s"))
+    rss_mb, seed_rss_mb = _get(results, "live", "rss_mb"), _get(results, "seed", "rss_mb")
+    return {
+        "cpu_per_audio_s": serd_cpu,
+        "seed_cpu_per_audio_s": seed_cpu,
+        "cpu_ratio": _ratio(seed_cpu, serd_cpu),
+        "rss_mb": rss_mb,
+        "pipeline_rss_mb": _get(results, "serd", "rss_mb"),
+        "seed_rss_mb": seed_rss_mb,
+        "rss_ratio": _ratio(seed_rss_mb, rss_mb),
+        "hop_p50_ms": _get(results, "serd", "hop_ms", "total", "p50"),
+        "hop_p99_ms": _get(results, "serd", "hop_ms", "total", "p99"),
+        "hop_max_ms": _get(results, "serd", "hop_ms", "total", "max"),
+        "e2e_p50_ms": _get(results, "live", "zmq", "e2e", "p50"),
+        "e2e_p99_ms": _get(results, "live", "zmq", "e2e", "p99"),
+        "mqtt_e2e_p50_ms": _get(results, "live", "mqtt", "e2e", "p50"),
+        "mqtt_e2e_p99_ms": _get(results, "live", "mqtt", "e2e", "p99"),
+        "daemon_cpu_per_audio_s": _get(results, "live", "cpu_per_audio_s"),
+        "daemon_cpu_ratio": _ratio(seed_cpu, _get(results, "live", "cpu_per_audio_s")),
+        "startup_s": _get(results, "live", "startup_s"),
+        "analyze_x_realtime": _get(results, "analyze", "x_realtime"),
+        "analyze_x_realtime_marginal": _get(results, "analyze", "x_realtime_marginal"),
+        "audio_s": audio_s,
+        "speech_s": _get(results, "serd", "cpu", "speech_s"),
+    }
+
+
+def targets(s: dict) -> list[tuple[str, str, str, bool]]:
+    """(what, measured, target, met) rows."""
+    return [
+        ("serd pipeline CPU per audio second (back to back)", "%.4f CPU-s/s" % s["cpu_per_audio_s"], "<= 0.01", s["cpu_per_audio_s"] <= 0.01),
+        ("serd run CPU per audio second (real time, 30 ms chunks)", "%.4f CPU-s/s" % s["daemon_cpu_per_audio_s"], "<= 0.01",
+         s["daemon_cpu_per_audio_s"] <= 0.01),
+        ("CPU saved vs seed path", "%.1fx" % s["cpu_ratio"], ">= 20x", s["cpu_ratio"] >= 20),
+        ("RSS saved vs seed path", "%.1fx" % s["rss_ratio"], ">= 5x", s["rss_ratio"] >= 5),
+        ("per-hop p99 (all stages)", "%.2f ms" % s["hop_p99_ms"], "<= 5 ms", s["hop_p99_ms"] <= 5),
+        ("capture -> ZeroMQ subscriber p99 (newest sample of the window)", "%.1f ms" % s["e2e_p99_ms"], "<= 520 ms", s["e2e_p99_ms"] <= 520),
+        ("capture -> MQTT subscriber p99 (newest sample of the window)", "%.1f ms" % s["mqtt_e2e_p99_ms"], "<= 520 ms", s["mqtt_e2e_p99_ms"] <= 520),
+        ("  strict: oldest sample of the hop, ZeroMQ (p99 + 500 ms)", "%.1f ms" % (s["e2e_p99_ms"] + HOP_MS), "<= 520 ms", s["e2e_p99_ms"] + HOP_MS <= 520),
+        ("  strict: oldest sample of the hop, MQTT (p99 + 500 ms)", "%.1f ms" % (s["mqtt_e2e_p99_ms"] + HOP_MS), "<= 520 ms", s["mqtt_e2e_p99_ms"] + HOP_MS <= 520),
+        ("serd analyze, one process", "%.0fx real time" % s["analyze_x_realtime"], ">= 300x", s["analyze_x_realtime"] >= 300),
+        ("serd run peak RSS (VmHWM)", "%.1f MB" % s["rss_mb"], "<= 80 MB", s["rss_mb"] <= 80),
+    ]
+
+
+def markdown(s: dict, results: dict) -> str:
+    """The whole report."""
+    lines = ["# serd benchmark", "", _settings_line(results), ""]
+    lines += ["| target | measured | target | result |", "|---|---|---|---|"]
+    lines += ["| %s | %s | %s | %s |" % (what, value, goal, "pass" if met else "**miss**") for what, value, goal, met in targets(s)]
+    lines += ["", "## Processing cost (same audio, same windows)", "", "| path | CPU s | audio s | CPU-s per audio-s | windows | peak RSS MB |", "|---|---|---|---|---|---|"]
+    lines.append("| serd pipeline | %.3f | %.1f | %.5f | %d | %.1f |" % (_get(results, "serd", "cpu", "cpu_s"), s["audio_s"], s["cpu_per_audio_s"],
+                                                                   len(_get(results, "serd", "windows", default=[])), s["pipeline_rss_mb"]))
+    lines.append("| seed (librosa + Keras predict) | %.3f | %.1f | %.5f | %s | %.1f |" % (_get(results, "seed", "cpu_s"), _get(results, "seed", "audio_s"),
+                                                                                    s["seed_cpu_per_audio_s"], _get(results, "seed", "windows"), s["seed_rss_mb"]))
+    lines.append("")
+    lines.append("speech %.1f s of %.1f s audio; serd daemon steady CPU %.4f CPU-s/s; seed load %.1f s, first call %.1f s (excluded)"
+                 % (s["speech_s"], s["audio_s"], s["daemon_cpu_per_audio_s"], _get(results, "seed", "load_s"), _get(results, "seed", "warmup_s")))
+    lines += ["", "## Per-hop latency (ms)", "", "| stage | p50 | p99 | max |", "|---|---|---|---|"]
+    for key, name in STAGE_NAMES.items():
+        row = _get(results, "serd", "hop_ms", key, default={})
+        lines.append("| %s | %.3f | %.3f | %.3f |" % (name, row.get("p50", NAN), row.get("p99", NAN), row.get("max", NAN)))
+    lines += ["", "hops with a model run: %s" % _get(results, "serd", "hop_ms", "hops", "count")]
+    lines += ["", "## End-to-end latency, capture -> subscriber (ms)", "", "| transport | events | p50 | p99 | max | make p99 | transport p99 |", "|---|---|---|---|---|---|---|"]
+    for transport in ("zmq", "mqtt"):
+        e2e = _get(results, "live", transport, "e2e", default={})
+        lines.append("| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |" % (transport, e2e.get("n", 0), e2e.get("p50", NAN), e2e.get("p99", NAN), e2e.get("max", NAN),
+                                                                  _get(results, "live", transport, "make", "p99"), _get(results, "live", transport, "transport", "p99")))
+    lines += ["", "serd run: startup (exec -> READY) %.2f s, peak RSS %.1f MB after %.0f s, exit %s"
+              % (s["startup_s"], s["rss_mb"], _get(results, "live", "ran_s"), _get(results, "live", "returncode"))]
+    lines += ["", "## serd analyze (WAV files)", "", "| files | jobs | audio s | wall s | CPU s | x real time |", "|---|---|---|---|---|---|"]
+    for run in _get(results, "analyze", "runs", default=[]):
+        lines.append("| %d | %d | %.1f | %.2f | %.2f | %.0f |" % (run["files"], run["jobs"], run["audio_s"], run["wall_s"], run["cpu_s"], run["x_realtime"]))
+    lines += ["", "marginal throughput (one process, start-up excluded): %.0fx real time" % s["analyze_x_realtime_marginal"]]
+    for name, error in results["errors"].items():
+        lines.append("\n**%s failed**: %s" % (name, error))
+    return "\n".join(lines + ["", METHOD])
+
+
+def _settings_line(results: dict) -> str:
+    """Audio, model and thread settings in one line."""
+    settings = results["settings"]
+    blas = settings["blas"]
+    threads = ", ".join("%s=%s" % (k, v) for k, v in blas.items() if v is not None)
+    return "audio %.1f s (%d RAVDESS clips), model %s, %s CPUs; %s; OPENBLAS_CORETYPE %s" % (
+        settings["audio_s"], settings["clips"], settings["model"], settings["cpus"], threads, blas.get("OPENBLAS_CORETYPE") or "unset")
+
+
+def details(results: dict) -> dict:
+    """Everything measured except bulky lists."""
+    out = {key: value for key, value in results.items() if key != "serd"}
+    if "serd" in results:
+        out["serd"] = {key: value for key, value in results["serd"].items() if key != "windows"}
+        out["serd"]["window_count"] = len(results["serd"].get("windows", []))
+    out["blas_pools"] = {"serd": _get(results, "serd", "blas", default=[]), "seed": _get(results, "seed", "blas", default=[])}
+    return out
+
+
+def json_ready(value: Any) -> Any:
+    """NaN and infinities become None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value

@@ -1,0 +1,163 @@
+"""MODEL_CARD.md generated from the JSON card and the CV results (no hand-typed numbers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PERCENT = 100.0
+
+
+def write_model_card(card: dict, cv_results: dict, path: Path) -> None:
+    """Render the model card as Markdown into path."""
+    sections = [
+        _header(card),
+        _data_section(card),
+        _protocol_section(cv_results),
+        _cv_table(cv_results),
+        _ablation_table(cv_results),
+        _per_class_section(cv_results),
+        _deployment_section(card, cv_results),
+        _limits_section(),
+        _reproduce_section(card),
+    ]
+    path.write_text("\n\n".join(section for section in sections if section) + "\n")
+
+
+def _pm(pair) -> str:
+    """'mean ± std' in percent from a [mean, std] pair of fractions."""
+    return "%.1f ± %.1f" % (pair[0] * PERCENT, pair[1] * PERCENT)
+
+
+def _header(card: dict) -> str:
+    """Title and one-paragraph summary."""
+    metrics = card["metrics"]
+    cv = metrics.get("cv")
+    headline = "speaker-independent 5-fold CV UAR %s %%" % _pm(cv["uar"]) if cv else "no CV figures yet"
+    return (
+        "# %s %s — model card\n\n"
+        "Speech emotion classifier for serd: a small CNN on 2.0 s windows of 40-band log-mel, int8 TFLite, "
+        "%d parameters, %.0f KB, %.2f ms per window on one CPU thread; %s (8 classes)."
+        % (card["name"], card["version"], metrics["parameters"], metrics["size_bytes"] / 1024.0, metrics["invoke_ms_median"], headline)
+    )
+
+
+def _data_section(card: dict) -> str:
+    """Training data and licence."""
+    training = card["training"]
+    return (
+        "## Data and licence\n\n"
+        "Trained on %d clips from %d speakers: the speech part of RAVDESS (Livingstone & Russo, 2018, "
+        "PLoS ONE 13(5): e0196391), 16 kHz mono, manifests %s. Labels, in output order: %s.\n\n"
+        "RAVDESS is licensed CC BY-NC-SA 4.0 (non-commercial, share-alike). The weights are derived from it, so in "
+        "practice the same restriction applies to this model: do not use it commercially. The training tools take any "
+        "MANIFEST.tsv (path, speaker, emotion, duration_s), so the model can be retrained on a corpus you are licensed to use."
+        % (training["clips"], training["speakers"], ", ".join("`%s`" % m for m in training["manifests"]), ", ".join(card["labels"]))
+    )
+
+
+def _protocol_section(cv_results: dict) -> str:
+    """How the figures were measured."""
+    protocol = cv_results.get("protocol")
+    if not protocol:
+        return ""
+    folds = "; ".join("fold %s: %s" % (k, ", ".join(v)) for k, v in protocol["folds"].items())
+    return (
+        "## Protocol\n\n%s\n\nFolds (speakers): %s.\n\nEvery window is computed by `serd.frontend.clip_windows` (webrtcvad "
+        "gate, log-mel, per-window mean/variance normalisation, 2.0 s windows every 0.5 s), the code the daemon runs. "
+        "Clip label = argmax of the mean of window softmaxes, as `serd analyze` does. Clips without any window: %d."
+        % (protocol["description"], folds, protocol.get("clips_without_windows", 0))
+    )
+
+
+def _cv_row(name: str, entry: dict) -> str:
+    """One table row: UAR, accuracy, macro-F1 (mean ± std over folds)."""
+    s = entry["summary"]
+    return "| %s | %s | %s | %s |" % (name, _pm(s["uar"]), _pm(s["accuracy"]), _pm(s["macro_f1"]))
+
+
+def _cv_table(cv_results: dict) -> str:
+    """The chosen model against the baselines."""
+    chosen = cv_results.get("chosen")
+    if not chosen:
+        return ""
+    rows = [_cv_row("**serd-emotion (%s)**" % chosen, cv_results["variants"][chosen])]
+    for name, entry in cv_results.get("baselines", {}).items():
+        rows.append(_cv_row("%s — %s" % (name, entry.get("description", "")), entry))
+    seven = cv_results["variants"][chosen]["summary"].get("uar_7class")
+    note = "\n\nWith calm merged into neutral (7 classes): UAR %s %%." % _pm(seven) if seven else ""
+    return "## Speaker-independent CV (8 classes, %%)\n\n| model | UAR | accuracy | macro-F1 |\n|---|---|---|---|\n%s%s" % ("\n".join(rows), note)
+
+
+def _ablation_table(cv_results: dict) -> str:
+    """What each training choice buys, same folds (float clean, int8 clean, int8 with noise)."""
+    variants = cv_results.get("variants", {})
+    if len(variants) < 2:
+        return ""
+    rows = [
+        "| %s | %s | %s | %s | %s | %s |" % (name, v.get("description", ""), _pm(v["summary"]["uar"]), _pm(v["summary"]["accuracy"]),
+                                          _pm(v["int8"]["int8_uar"]), _pm(v["noisy_10db_int8"]["uar"]) if "noisy_10db_int8" in v else "—")
+        for name, v in variants.items()
+    ]
+    return (
+        "## Training choices (same folds)\n\n| variant | what | UAR | accuracy | int8 UAR | int8 UAR, noise 10 dB SNR |\n"
+        "|---|---|---|---|---|---|\n%s\n\nThe last column adds white, pink or brown noise at 10 dB SNR to the held-out clips "
+        "before the VAD (the same noise family the audio augmentation uses, so it flatters the augmented variants)." % "\n".join(rows)
+    )
+
+
+def _per_class_section(cv_results: dict) -> str:
+    """Per-class recall, per-speaker accuracy and the confusion matrix of the chosen variant."""
+    chosen = cv_results.get("variants", {}).get(cv_results.get("chosen", ""))
+    if not chosen:
+        return ""
+    labels = list(chosen["per_class_recall"])
+    recall = " | ".join("%.1f" % (chosen["per_class_recall"][label] * PERCENT) for label in labels)
+    speakers = ", ".join("%s %.0f" % (k.split(":")[-1], v * PERCENT) for k, v in sorted(chosen["per_speaker_accuracy"].items()))
+    matrix = "\n".join("| %s | %s |" % (label, " | ".join(str(c) for c in row)) for label, row in zip(labels, chosen["confusion"]))
+    return (
+        "## Per class (pooled out-of-fold clips)\n\n| %s |\n|%s\n| %s |\n\nRecall in %%. Per-speaker accuracy (%%): %s.\n\n"
+        "![CV confusion matrix](cv_confusion.png)\n\n![held-out UAR per epoch, each fold](cv_curves.png)\n\n"
+        "Confusion matrix (rows true, columns predicted):\n\n| true \\ predicted | %s |\n|%s\n%s"
+        % (" | ".join(labels), "---|" * len(labels), recall, speakers, " | ".join(labels), "---|" * (len(labels) + 1), matrix)
+    )
+
+
+def _deployment_section(card: dict, cv_results: dict) -> str:
+    """int8 export, calibration, size, speed."""
+    metrics = card["metrics"]
+    lines = ["## Deployment figures\n"]
+    lines.append("- int8 full-integer TFLite, input %s %s, output %s %s (logits); %d bytes (float32: %d bytes)." % (
+        metrics["input"]["input_dtype"], metrics["input"]["input_shape"], metrics["input"]["output_dtype"], metrics["input"]["output_shape"],
+        metrics["size_bytes"], metrics["float_size_bytes"]))
+    lines.append("- Invoke time (LiteRT, 1 thread): median %.3f ms, p95 %.3f ms per window." % (metrics["invoke_ms_median"], metrics["invoke_ms_p95"]))
+    int8 = cv_results.get("int8")
+    if int8:
+        lines.append("- int8 vs float on the CV folds: UAR %s vs %s %% (delta %+.1f points), clip top-1 agreement %.1f %%." % (
+            _pm(int8["int8_uar"]), _pm(int8["float_uar"]), int8["delta_points"], int8["clip_agreement"] * PERCENT))
+    calibration = cv_results.get("calibration")
+    if calibration:
+        lines.append("- Calibration: temperature T = %.2f fitted on out-of-fold clip posteriors; ECE %.3f before, %.3f after (15 bins)." % (
+            calibration["temperature"], calibration["ece_before"], calibration["ece_after"]))
+    return "\n".join(lines)
+
+
+def _limits_section() -> str:
+    """Known limits."""
+    return (
+        "## Known limits\n\n"
+        "- Acted, read English speech (two fixed sentences) from 20 North-American actors: spontaneous speech, other "
+        "languages, children, far-field microphones and noisy rooms are not represented by these figures.\n"
+        "- 20 speakers is few; fold-to-fold spread is large (see ± above), and a new voice can fare much worse.\n"
+        "- Calm and neutral are close in RAVDESS and often confused; happy is among the weakest classes.\n"
+        "- The clean CV sets do not measure robustness to noise; the augmentation trades clean accuracy for it.\n"
+        "- Not a diagnostic or hiring tool: emotion estimates from voice are unreliable for individual decisions."
+    )
+
+
+def _reproduce_section(card: dict) -> str:
+    """The one command that reproduces the shipped files."""
+    return (
+        "![final training run](training_curves.png)\n\n## Reproduce\n\n    %s\n\nretrains this model from the manifests with fixed seeds (window features are cached under "
+        "`.cache/`). The CV study behind the tables: `python -m tools.train --cv --baselines` (writes `models/cv_results.json`)."
+        % card["training"]["command"]
+    )

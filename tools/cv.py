@@ -1,0 +1,162 @@
+"""Speaker-grouped 5-fold CV study: variants, int8 delta, calibration -> models/cv_results.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from tools import augment, data, scoring
+from tools.model import TrainSettings
+
+log = logging.getLogger(__name__)
+
+PROCESSES = 2
+VALIDATION_EVERY = 5  # epochs between held-out checks (the curves in cv_curves.png)
+NOISE_GAIN = augment.AudioAugment(speeds=(), shift_ms_max=0.0)
+SPEED_SHIFT = augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0)
+NOISY_TEST_SNR_DB = 10.0
+NOISY_TEST = augment.AudioAugment(noise_prob=1.0, snr_db_min=NOISY_TEST_SNR_DB, snr_db_max=NOISY_TEST_SNR_DB,
+                                  gain_db_max=0.0, shift_ms_max=0.0, speeds=())
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One CV configuration."""
+
+    name: str
+    description: str
+    settings: TrainSettings
+
+
+VARIANTS = (
+    Variant("clean25", "no augmentation, 25 epochs", TrainSettings(epochs=25)),
+    Variant("full50", "audio augmentation (noise 5-30 dB SNR, gain, shift, speed) + SpecAugment, 50 epochs",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4)),
+    Variant("clean50", "no augmentation, 50 epochs", TrainSettings(epochs=50)),
+    Variant("spec50", "SpecAugment only, 50 epochs", TrainSettings(epochs=50, spec_augment=True)),
+    Variant("audio50", "audio augmentation only, 50 epochs", TrainSettings(epochs=50, aug_copies=4)),
+    Variant("wide50", "as full50, wider late convolutions (16, 32, 64, 128 filters)",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128))),
+    Variant("noise50", "noise + gain + SpecAugment, 50 epochs", TrainSettings(epochs=50, spec_augment=True, aug_copies=4, audio=NOISE_GAIN)),
+    Variant("speed50", "speed + shift + SpecAugment, 50 epochs", TrainSettings(epochs=50, spec_augment=True, aug_copies=4, audio=SPEED_SHIFT)),
+)
+
+
+def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> dict:
+    """Train on the other folds, return out-of-fold window logits (float and int8) and history."""
+    path = data.cache_dir("cv") / ("%s_fold%d_%s.npz" % (variant.name, fold, _job_digest(variant, clips, fold_of_clip)))
+    if path.is_file():
+        return _load_fold(path)
+    from tools import export, model, train
+
+    labels = data.clip_labels(clips)
+    versions = train.window_versions(clips, variant.settings, workers=1)
+    train_mask, test_mask = fold_of_clip != fold, fold_of_clip == fold
+    test = data.subset(versions[0], test_mask)
+
+    def validation(keras_model, epoch: int) -> dict:
+        if (epoch + 1) % VALIDATION_EVERY and epoch + 1 < variant.settings.epochs:
+            return {"val_uar": float("nan")}
+        return {"val_uar": scoring.clip_uar(model.predict_logits(keras_model, test.windows), test.clip_index, labels)}
+
+    keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation)
+    int8_bytes = export.convert_int8(keras_model, data.subset(versions[0], train_mask).windows, variant.settings.seed)
+    noisy = _noisy_test(clips, test_mask)
+    result = {
+        "noisy_clip_index": noisy.clip_index,
+        "noisy_int8_logits": export.tflite_logits(int8_bytes, noisy.windows),
+        "clip_index": test.clip_index,
+        "float_logits": model.predict_logits(keras_model, test.windows),
+        "int8_logits": export.tflite_logits(int8_bytes, test.windows),
+        "val_uar": np.array(history["val_uar"]),
+        "loss": np.array(history["loss"]),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **result)
+    log.info("variant %s fold %d: final val UAR %.3f", variant.name, fold, history["val_uar"][-1])
+    return result
+
+
+def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray) -> data.WindowSet:
+    """Windows of the held-out clips with coloured noise at NOISY_TEST_SNR_DB (clip indices global)."""
+    test_ids = np.flatnonzero(test_mask)
+    noisy = data.compute_windows([clips[i] for i in test_ids], NOISY_TEST, 0, workers=1)
+    return data.WindowSet(noisy.windows, test_ids[noisy.clip_index])
+
+
+def _job_digest(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray) -> str:
+    """Hash of what a fold result depends on: settings, clips and fold assignment."""
+    spec = repr((variant.settings, [clip.path for clip in clips], fold_of_clip.tolist(), data.cache_key(clips, None, 0)))
+    return hashlib.sha1(spec.encode()).hexdigest()[:12]
+
+
+def _load_fold(path: Path) -> dict:
+    """A cached fold result."""
+    with np.load(path) as stored:
+        return {key: stored[key] for key in stored.files}
+
+
+def _worker_init() -> None:
+    """Pool processes log like the parent."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(processName)s %(name)s %(message)s")
+
+
+def run_study(args) -> dict:
+    """Run the chosen variants (and baselines) on the same folds, write OUT/cv_results.json."""
+    from tools import train
+
+    clips = train.load_clips(args)
+    folds = data.speaker_folds(clips)
+    fold_of_clip = np.array([folds[clip.speaker] for clip in clips])
+    by_name = {v.name: v for v in VARIANTS}
+    unknown = [name for name in args.variants.split(",") if name and name not in by_name]
+    if unknown:
+        raise SystemExit("unknown variant(s) %s; known: %s" % (", ".join(unknown), ", ".join(by_name)))
+    chosen = [by_name[name] for name in args.variants.split(",")] if args.variants else list(VARIANTS)
+    if args.epochs is not None:
+        chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
+    _prepare_caches(clips, chosen, args.workers)
+    if args.baselines:
+        from tools import baselines
+
+        baselines.prepare(clips)
+    results = _run_jobs(chosen, clips, fold_of_clip, args)
+    study = scoring.study_summary(chosen, results, clips, fold_of_clip, folds)
+    out_path = args.cv_results or args.out / train.CV_RESULTS
+    previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    study = scoring.merge_previous(previous, study, args.choose)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(study, indent=1) + "\n")
+    scoring.write_study_plots(study, args.out)
+    log.info("CV results written to %s", out_path)
+    return study
+
+
+def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: int) -> None:
+    """Compute every window cache the variants need, before the training processes start."""
+    data.compute_windows(clips, None, 0, workers)
+    for variant in variants:
+        for copy in range(1, variant.settings.aug_copies + 1):
+            data.compute_windows(clips, variant.settings.audio, copy, workers)
+
+
+def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, args) -> dict:
+    """All (variant, fold) jobs and the baselines on PROCESSES one-thread processes."""
+    from tools import baselines
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(PROCESSES, mp_context=context, initializer=_worker_init, max_tasks_per_child=1) as pool:
+        futures = {}
+        for name in baselines.BASELINES if args.baselines else ():
+            futures[("baseline", name)] = pool.submit(baselines.run, name, clips, fold_of_clip)
+        for variant in variants:
+            for fold in range(data.N_FOLDS):
+                futures[(variant.name, fold)] = pool.submit(fold_job, variant, clips, fold_of_clip, fold)
+        return {key: future.result() for key, future in futures.items()}

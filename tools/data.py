@@ -1,0 +1,153 @@
+"""Training data: manifests, speaker folds, and model windows through serd's own front end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serd.audio import load_audio
+from serd.config import VadConfig
+from serd import manifest as serd_manifest
+from serd.features import FeatureParams
+from serd.frontend import clip_windows
+from serd.vad import VadParams
+from serd.windows import WindowParams
+from tools import augment
+
+log = logging.getLogger(__name__)
+
+LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_MANIFEST = REPO_DIR.parent / "shared" / "corpora" / "ravdess" / "MANIFEST.tsv"
+CACHE_ENV = "SERD_TRAIN_CACHE"  # overrides the cache folder (tests use a temporary one)
+N_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One labelled clip of a manifest; speaker is namespaced by the manifest."""
+
+    path: str
+    speaker: str
+    emotion: str
+    duration_s: float
+
+
+@dataclass
+class WindowSet:
+    """Windows of a list of clips: windows[i] belongs to clip clip_index[i]."""
+
+    windows: np.ndarray  # (n, frames, n_features) float32
+    clip_index: np.ndarray  # (n,) int64
+
+
+def cache_dir(kind: str) -> Path:
+    """Folder for cached arrays of one kind: $SERD_TRAIN_CACHE/kind or <repo>/.cache/kind."""
+    return Path(os.environ.get(CACHE_ENV) or REPO_DIR / ".cache") / kind
+
+
+def vad_params() -> VadParams:
+    """The VAD parameters the daemon uses by default ([vad] section defaults)."""
+    defaults = VadConfig()
+    return VadParams(**{name: getattr(defaults, name) for name in VadParams.__dataclass_fields__})
+
+
+def read_manifests(paths: list[Path], labels: tuple[str, ...] = LABELS) -> list[Clip]:
+    """Clips of several manifests whose emotion is one of labels (others are skipped)."""
+    clips = [Clip(c.path, c.speaker, c.emotion, c.duration_s) for c in serd_manifest.read_manifests(list(paths))]
+    kept = [clip for clip in clips if clip.emotion in labels]
+    if len(kept) < len(clips):
+        log.info("skipped %d clips with emotions outside %s", len(clips) - len(kept), labels)
+    return kept
+
+
+def speaker_folds(clips: list[Clip], n_folds: int = N_FOLDS) -> dict[str, int]:
+    """Speaker -> fold; numeric ids are spread odd then even (RAVDESS: both sexes in every fold)."""
+    order: list[str] = []
+    for corpus in sorted({clip.speaker.split(":")[0] for clip in clips}):
+        speakers = sorted({clip.speaker for clip in clips if clip.speaker.split(":")[0] == corpus})
+        order.extend(sorted(speakers, key=_speaker_order_key))
+    return {speaker: i % n_folds for i, speaker in enumerate(order)}
+
+
+def _speaker_order_key(speaker: str) -> tuple:
+    """Odd numeric ids first, then even ones, then the rest by name."""
+    local = speaker.split(":", 1)[1]
+    if local.isdigit():
+        return (int(local) % 2 == 0, int(local), local)
+    return (2, 0, local)
+
+
+def clip_labels(clips: list[Clip], labels: tuple[str, ...] = LABELS) -> np.ndarray:
+    """Label index of every clip."""
+    position = {label: i for i, label in enumerate(labels)}
+    return np.array([position[clip.emotion] for clip in clips], dtype=np.int64)
+
+
+def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int) -> str:
+    """Hash of everything that shapes the windows: clips, front-end parameters, augmentation."""
+    spec = {
+        "clips": [clip.path for clip in clips],
+        "vad": asdict(vad_params()),
+        "features": FeatureParams().to_dict(),
+        "window": WindowParams().to_dict(),
+        "augment": asdict(aug) if aug else None,
+        "copy": copy,
+    }
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> list[np.ndarray]:
+    """Windows of one clip, optionally augmented (deterministic per clip and copy)."""
+    samples = load_audio(clip.path)
+    if aug is not None:
+        seed = int(hashlib.sha1(("%s|%d" % (clip.path, copy)).encode()).hexdigest()[:8], 16)
+        samples = augment.apply(samples, aug, np.random.default_rng(seed))
+    return clip_windows(samples, vad_params(), FeatureParams(), WindowParams())
+
+
+def _job(args: tuple) -> list[np.ndarray]:
+    """Pool worker: windows of one clip."""
+    return clip_window_list(*args)
+
+
+def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, copy: int = 0, workers: int = 2) -> WindowSet:
+    """Windows of every clip, read from or written to the on-disk cache."""
+    path = cache_dir("windows") / ("%s.npz" % cache_key(clips, aug, copy))
+    if path.is_file():
+        with np.load(path) as data:
+            return WindowSet(data["windows"], data["clip_index"])
+    jobs = [(clip, aug, copy) for clip in clips]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            per_clip = pool.map(_job, jobs, chunksize=8)
+    else:
+        per_clip = [_job(job) for job in jobs]
+    result = _stack(per_clip, WindowParams().frames, FeatureParams().n_features)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".%d.partial.npz" % os.getpid())
+    np.savez(partial, windows=result.windows, clip_index=result.clip_index)
+    os.replace(partial, path)
+    log.info("cached %d windows of %d clips in %s", len(result.windows), len(clips), path)
+    return result
+
+
+def _stack(per_clip: list[list[np.ndarray]], frames: int, n_features: int) -> WindowSet:
+    """Flatten per-clip window lists into one array plus the owning clip of each window."""
+    index = np.array([i for i, windows in enumerate(per_clip) for _ in windows], dtype=np.int64)
+    flat = [window for windows in per_clip for window in windows]
+    stacked = np.stack(flat).astype(np.float32) if flat else np.zeros((0, frames, n_features), np.float32)
+    return WindowSet(stacked, index)
+
+
+def subset(windows: WindowSet, clip_mask: np.ndarray) -> WindowSet:
+    """Windows of the clips where clip_mask is true (clip indices kept global)."""
+    keep = clip_mask[windows.clip_index]
+    return WindowSet(windows.windows[keep], windows.clip_index[keep])

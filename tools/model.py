@@ -1,0 +1,135 @@
+"""The Keras CNN (log-mel window -> logits), its training loop and float inference."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from tools import augment
+from tools.data import WindowSet
+
+log = logging.getLogger(__name__)
+
+N_LABELS = 8
+TF_THREADS = 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes one training run."""
+
+    epochs: int = 25
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    filters: tuple[int, ...] = (16, 32, 48, 64)
+    dropout: float = 0.3
+    label_smoothing: float = 0.0
+    spec_augment: bool = False
+    aug_copies: int = 0  # augmented audio copies per clip drawn alongside the clean one
+    audio: augment.AudioAugment = augment.AudioAugment()
+    seed: int = 1234
+
+
+def tf_setup(seed: int):
+    """Import TensorFlow with one thread per process and fixed seeds; returns the module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", str(TF_THREADS))
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(TF_THREADS)
+    except RuntimeError:
+        log.debug("TensorFlow threads were already set")
+    tf.keras.utils.set_random_seed(seed)
+    return tf
+
+
+def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels: int = N_LABELS):
+    """Conv blocks (conv-BN-ReLU-pool) -> global average pooling -> dropout -> dense logits."""
+    tf = tf_setup(settings.seed)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=(frames, n_features, 1), name="logmel")
+    x = inputs
+    for i, width in enumerate(settings.filters):
+        x = layers.Conv2D(width, 3, padding="same", use_bias=False, name="conv%d" % i)(x)
+        x = layers.BatchNormalization(name="bn%d" % i)(x)
+        x = layers.ReLU(name="relu%d" % i)(x)
+        if i < len(settings.filters) - 1:
+            x = layers.MaxPooling2D(2, name="pool%d" % i)(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(settings.dropout, name="dropout")(x)
+    outputs = layers.Dense(n_labels, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="serd_emotion")
+
+
+def sample_weights(labels: np.ndarray, clip_index: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per-window weights: classes balanced, each clip counted once however many windows it has."""
+    windows_per_clip = np.bincount(clip_index)
+    per_window = 1.0 / windows_per_clip[clip_index]
+    class_mass = np.bincount(labels, weights=per_window, minlength=n_labels)
+    weights = per_window / np.maximum(class_mass[labels], 1e-9)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def epoch_data(versions: list[WindowSet], clip_labels: np.ndarray, rng: np.random.Generator) -> tuple:
+    """One version per clip (0 = clean, others augmented copies); returns windows, labels, clip ids."""
+    n_clips = len(clip_labels)
+    chosen = rng.integers(0, len(versions), size=n_clips)
+    parts = [(v.windows[chosen[v.clip_index] == k], v.clip_index[chosen[v.clip_index] == k]) for k, v in enumerate(versions)]
+    windows = np.concatenate([p[0] for p in parts])
+    clip_index = np.concatenate([p[1] for p in parts])
+    return windows, clip_labels[clip_index], clip_index
+
+
+def train(versions: list[WindowSet], clip_labels: np.ndarray, settings: TrainSettings, validation=None) -> tuple:
+    """Train on versions[0] (clean) plus augmented versions; returns (model, history dict)."""
+    tf = tf_setup(settings.seed)
+    frames, n_features = versions[0].windows.shape[1:3]
+    model = build_model(frames, n_features, settings)
+    steps = settings.epochs * int(np.ceil(len(versions[0].windows) / settings.batch_size))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
+    loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing)
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, weighted_metrics=["accuracy"])
+    rng = np.random.default_rng(settings.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(settings.epochs):
+        windows, labels, clip_index = epoch_data(versions, clip_labels, rng)
+        if settings.spec_augment:
+            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        weights = sample_weights(labels, clip_index, N_LABELS)
+        targets = np.eye(N_LABELS, dtype=np.float32)[labels]
+        fit = model.fit(windows[..., None], targets, sample_weight=weights, batch_size=settings.batch_size,
+                        epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        _record(history, fit.history, validation(model, epoch) if validation else {})
+        log.debug("epoch %d/%d loss %.3f", epoch + 1, settings.epochs, fit.history["loss"][-1])
+    return model, history
+
+
+def _record(history: dict, fit_history: dict, extra: dict) -> None:
+    """Append this epoch's numbers to history."""
+    for key, values in list(fit_history.items()) + [(k, [v]) for k, v in extra.items()]:
+        history.setdefault(key, []).append(float(values[-1]))
+
+
+def predict_logits(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Float logits for (n, frames, bands) windows."""
+    if len(windows) == 0:
+        return np.zeros((0, N_LABELS), dtype=np.float32)
+    return np.asarray(model.predict(windows[..., None], batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def clip_probs(window_logits: np.ndarray, clip_index: np.ndarray, n_clips: int, temperature: float = 1.0) -> tuple:
+    """Mean of window softmaxes per clip (what `serd analyze` does); returns (probs, has_windows)."""
+    from serd.metrics import softmax
+
+    probs = softmax(window_logits, temperature)
+    sums = np.zeros((n_clips, probs.shape[1]))
+    np.add.at(sums, clip_index, probs)
+    counts = np.bincount(clip_index, minlength=n_clips)
+    has_windows = counts > 0
+    sums[has_windows] /= counts[has_windows, None]
+    return sums, has_windows

@@ -1,0 +1,169 @@
+"""Train serd's emotion model: `python -m tools.train --out models` (final) or `--cv` (the CV study)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from tools import augment, data
+from tools.model import TrainSettings
+
+log = logging.getLogger("tools.train")
+
+MODEL_NAME = "serd-emotion"
+FINAL_SETTINGS = TrainSettings(epochs=50, spec_augment=True, aug_copies=4)
+CV_RESULTS = "cv_results.json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__)
+    parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
+    parser.add_argument("--out", type=Path, default=data.REPO_DIR / "models", help="output folder")
+    parser.add_argument("--cv", action="store_true", help="run the speaker-grouped CV study instead")
+    parser.add_argument("--variants", default="", help="CV: comma-separated variant names (default: all)")
+    parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the CV results")
+    parser.add_argument("--choose", default="", help="CV: ship this variant instead of the best-UAR one")
+    parser.add_argument("--baselines", action="store_true", help="CV: run the baselines too")
+    parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument("--aug-copies", type=int, help="override the augmented copies per clip")
+    parser.add_argument("--no-spec-augment", action="store_true", help="train without SpecAugment")
+    parser.add_argument("--clips-per-speaker", type=int, default=0, help="use only this many clips per speaker (smoke runs)")
+    parser.add_argument("--seed", type=int, default=FINAL_SETTINGS.seed)
+    parser.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
+    parser.add_argument("--cv-results", type=Path, help="CV results JSON for the card (default: OUT/%s)" % CV_RESULTS)
+    return parser.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> TrainSettings:
+    """The final settings with command-line overrides."""
+    settings = replace(FINAL_SETTINGS, seed=args.seed)
+    if args.epochs is not None:
+        settings = replace(settings, epochs=args.epochs)
+    if args.aug_copies is not None:
+        settings = replace(settings, aug_copies=args.aug_copies)
+    if args.no_spec_augment:
+        settings = replace(settings, spec_augment=False)
+    return settings
+
+
+def load_clips(args: argparse.Namespace) -> list[data.Clip]:
+    """Clips of the chosen manifests, optionally thinned per speaker."""
+    clips = data.read_manifests(args.manifest or [data.DEFAULT_MANIFEST])
+    if args.clips_per_speaker:
+        clips = thin(clips, args.clips_per_speaker)
+    return clips
+
+
+def thin(clips: list[data.Clip], per_speaker: int) -> list[data.Clip]:
+    """Every k-th clip of each speaker so that about per_speaker remain (labels stay mixed)."""
+    kept: list[data.Clip] = []
+    for speaker in sorted({clip.speaker for clip in clips}):
+        own = [clip for clip in clips if clip.speaker == speaker]
+        step = max(1, len(own) // per_speaker)
+        kept.extend(own[::step][:per_speaker])
+    return kept
+
+
+def window_versions(clips: list[data.Clip], settings: TrainSettings, workers: int) -> list[data.WindowSet]:
+    """Clean windows plus settings.aug_copies augmented copies (all cached)."""
+    versions = [data.compute_windows(clips, None, 0, workers)]
+    for copy in range(1, settings.aug_copies + 1):
+        versions.append(data.compute_windows(clips, settings.audio, copy, workers))
+    return versions
+
+
+def train_final(args: argparse.Namespace) -> Path:
+    """Train on every clip, export int8, write the card files into args.out."""
+    from tools import export, model, report
+
+    settings = settings_from(args)
+    clips = load_clips(args)
+    versions = window_versions(clips, settings, args.workers)
+    labels = data.clip_labels(clips)
+    started = time.time()
+    keras_model, history = model.train(versions, labels, settings)
+    train_s = time.time() - started
+    int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
+    out = args.out
+    tflite_path = out / ("%s.tflite" % MODEL_NAME)
+    export.write(int8_bytes, tflite_path)
+    cv_results = _read_json(args.cv_results or out / CV_RESULTS)
+    facts = report.model_facts(int8_bytes, export.convert_float(keras_model), versions[0].windows, keras_model)
+    training = training_record(args, settings, clips, train_s, history)
+    card = report.card_json(cv_results, facts, training)
+    (out / ("%s.json" % MODEL_NAME)).write_text(json.dumps(card, indent=2) + "\n")
+    report.write_training_plot(history, out / "training_curves.png")
+    report.write_model_card(card, cv_results, out / "MODEL_CARD.md")
+    return tflite_path
+
+
+def refresh_card(args: argparse.Namespace) -> Path:
+    """Rebuild OUT's JSON card and MODEL_CARD.md from the current CV results (model unchanged)."""
+    from tools import report
+
+    card_path = args.out / ("%s.json" % MODEL_NAME)
+    card = json.loads(card_path.read_text())
+    cv_results = _read_json(args.cv_results or args.out / CV_RESULTS)
+    kept = {k: v for k, v in card["metrics"].items() if not k.startswith(("cv", "calibration"))}
+    card["metrics"] = {**kept, **report.card_metrics(cv_results, None)}
+    card["temperature"] = float(cv_results.get("calibration", {}).get("temperature", card["temperature"]))
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    report.write_model_card(card, cv_results, args.out / "MODEL_CARD.md")
+    return card_path
+
+
+def training_record(args, settings: TrainSettings, clips: list[data.Clip], train_s: float, history: dict) -> dict:
+    """The card's "training" object: data, settings, seeds, command."""
+    manifests = [str(p) for p in (args.manifest or [data.DEFAULT_MANIFEST])]
+    return {
+        "command": "python -m tools.train --out models",
+        "argv": sys.argv[1:],
+        "manifests": [_repo_relative(Path(m)) for m in manifests],
+        "clips": len(clips),
+        "speakers": len({clip.speaker for clip in clips}),
+        "settings": {k: v for k, v in asdict(settings).items() if k != "audio"},
+        "audio_augment": asdict(settings.audio) if settings.aug_copies else None,
+        "spec_augment": asdict(augment.SpecAugment()) if settings.spec_augment else None,
+        "seeds": {"tensorflow": settings.seed, "numpy": settings.seed, "augmentation": "sha1(clip path, copy)"},
+        "train_seconds": round(train_s, 1),
+        "final_train_loss": history.get("loss", [None])[-1],
+    }
+
+
+def _repo_relative(path: Path) -> str:
+    """Path relative to the checkout's parent when possible (portable across machines)."""
+    try:
+        return str(path.resolve().relative_to(data.REPO_DIR.parent))
+    except ValueError:
+        return str(path)
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON file, or {} when it does not exist."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    if args.cv:
+        from tools import cv
+
+        cv.run_study(args)
+        return 0
+    path = refresh_card(args) if args.card_only else train_final(args)
+    log.info("model written to %s", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
