@@ -23,6 +23,7 @@ import numpy as np
 from serd.audio import SAMPLE_RATE_HZ, StreamResampler, load_audio
 from serd.config import SourceConfig
 from serd.errors import SerdError, SourceError
+from serd.quiet import quiet_stderr
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,7 @@ class MicSource(Source):
         self._on_audio = on_audio
         self._last_callback_s = time.monotonic()
         frames_per_buffer = self.rate_hz * self.chunk_ms // 1000
-        with _quiet_stderr():
+        with quiet_stderr():
             self._stream = self._portaudio.open(
                 format=self._pyaudio.paInt16, channels=self.channels, rate=self.rate_hz, input=True,
                 input_device_index=info["index"], frames_per_buffer=frames_per_buffer, stream_callback=self._callback,
@@ -337,27 +338,8 @@ def _import_pyaudio() -> Any:
 
 def _new_portaudio(pyaudio: Any) -> Any:
     """PyAudio() with the ALSA/JACK probing chatter kept off the user's terminal."""
-    with _quiet_stderr():
+    with quiet_stderr():
         return pyaudio.PyAudio()
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null for the duration (C libraries write there directly)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def _input_devices(portaudio: Any) -> list[dict]:
@@ -407,7 +389,7 @@ def _choose_format(pyaudio: Any, portaudio: Any, info: dict) -> tuple[int, int]:
 def _supported(pyaudio: Any, portaudio: Any, index: int, rate_hz: int, channels: int) -> bool:
     """Whether the device accepts int16 capture at this rate and channel count."""
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             return bool(portaudio.is_format_supported(rate_hz, input_device=index, input_channels=channels, input_format=pyaudio.paInt16))
     except ValueError:
         return False

@@ -16,6 +16,7 @@ log = logging.getLogger("serd")
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_MQTT_PORT = 1883
+SERVICE_ENDPOINT_PATH = "/run/serd/events"  # RuntimeDirectory=serd of serd.service
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,9 +167,17 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         host, port = parse_host_port(args.mqtt)
         return run_monitor(None, host, port, args.json, sys.stdout, stop)
     try:
-        return run_monitor(args.zmq or default_zmq_endpoint(), None, DEFAULT_MQTT_PORT, args.json, sys.stdout, stop)
+        return run_monitor(args.zmq or monitor_endpoint(default_zmq_endpoint()), None, DEFAULT_MQTT_PORT, args.json, sys.stdout, stop)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+def monitor_endpoint(default: str) -> str:
+    """The user's default ipc endpoint, or the system service's when only that one exists."""
+    own_path = default[len("ipc://"):]
+    if not os.path.exists(own_path) and os.path.exists(SERVICE_ENDPOINT_PATH):
+        return "ipc://" + SERVICE_ENDPOINT_PATH
+    return default
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

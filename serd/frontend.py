@@ -94,13 +94,12 @@ class SpeechFrontend:
 
     def process(self) -> list[FrontendItem]:
         """Consume everything new in the ring; return what it produced, in stream order."""
-        self._catch_up()
+        items = self._catch_up()
         stop = self.ring.end_index
         if stop <= self._vad_cursor:
-            return []
+            return items
         chunk = self.ring.read(self._vad_cursor, stop)
         self._vad_cursor = stop
-        items: list[FrontendItem] = []
         for boundary in self._vad.push(chunk):
             if boundary.kind == "start":
                 items.append(self._open(boundary.sample_index))
@@ -118,16 +117,20 @@ class SpeechFrontend:
             items.extend(self._close(boundary.sample_index))
         return items
 
-    def _catch_up(self) -> None:
-        """If the writer lapped the reader, skip to the oldest held sample and count the loss."""
+    def _catch_up(self) -> list[FrontendItem]:
+        """If the writer lapped the reader, end open speech at the gap, skip to the oldest held
+        sample and count the loss (features never splice audio across a gap)."""
         oldest = self.ring.start_index
         if self._vad_cursor >= oldest:
-            return
+            return []
+        items: list[FrontendItem] = []
+        if self._feature_cursor is not None:
+            items.append(SegmentEnded(self._segment_id, self._vad_cursor))
+            self._feature_cursor = None
         self.lost_samples += oldest - self._vad_cursor
         self._vad_cursor = oldest
         self._vad.start_at(oldest)
-        if self._feature_cursor is not None:
-            self._feature_cursor = max(self._feature_cursor, oldest)
+        return items
 
     def _open(self, start_index: int) -> SegmentStarted:
         """A segment starts: reset features and windows, begin at the pre-roll."""

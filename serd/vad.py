@@ -64,9 +64,11 @@ class VadGate:
         return self._next_index
 
     def start_at(self, sample_index: int) -> None:
-        """Declare the absolute index of the next sample pushed (after a gap or at stream start)."""
+        """Declare the absolute index of the next sample pushed (after a gap or at stream start);
+        an open segment is forgotten (the caller closes it at the gap)."""
         self._pending = np.zeros(0, dtype=np.int16)
         self._next_index = sample_index
+        self._in_speech, self._run_frames = False, 0
         self._last_end = min(self._last_end, sample_index)
 
     def push(self, samples: np.ndarray) -> list[SpeechBoundary]:

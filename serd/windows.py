@@ -69,7 +69,7 @@ class WindowAssembler:
         """The segment ended: return a last window if one is due."""
         if self._emitted == 0 and self._total >= self.params.min_frames:
             return [self._release()]
-        if self._emitted and self._since_window >= self.params.hop_frames // 2:
+        if self._emitted and self._since_window >= max(1, self.params.hop_frames // 2):
             return [self._release()]
         return []
 

@@ -146,3 +146,25 @@ def test_lapped_reader_counts_lost_samples_and_continues(conversation):
     kinds = [type(item) for item in items if not isinstance(item, WindowReady)]
     assert kinds and kinds == [SegmentStarted, SegmentEnded] * (len(kinds) // 2)
     assert all(item.sample_index >= 3 * SAMPLE_RATE_HZ for item in items)
+
+
+def test_a_lapped_reader_ends_open_speech_at_the_gap_and_counts_the_loss(ravdess_clip):
+    from serd.audio import load_audio
+    from serd.features import FeatureParams
+    from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend
+    from serd.ringbuffer import RingBuffer
+    from serd.vad import VadParams
+    from serd.windows import WindowParams
+
+    samples = load_audio(ravdess_clip)
+    ring = RingBuffer(32000)
+    frontend = SpeechFrontend(ring, VadParams(), FeatureParams(), WindowParams())
+    ring.write(samples[:24000])  # speech starts ~0.4 s in; the ring holds 2 s
+    first = frontend.process()
+    assert any(isinstance(item, SegmentStarted) for item in first) and frontend.in_speech
+    ring.write(samples[24000:60000])  # 2.25 s more: the reader is lapped by 0.25 s
+    items = frontend.process()
+    assert isinstance(items[0], SegmentEnded) and items[0].sample_index == 24000
+    assert frontend.lost_samples == (60000 - 32000) - 24000
+    started = [item for item in items if isinstance(item, SegmentStarted)]
+    assert all(item.sample_index >= 28000 for item in started)
