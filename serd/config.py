@@ -25,7 +25,7 @@ class SourceConfig:
     source: str = doc("mic, file:PATH or stdin (raw s16le mono 16 kHz)", "mic")
     device: str = doc("microphone: PyAudio device index or a substring of its name; empty = default", "")
     realtime: bool = doc("file source: pace at real time like a microphone instead of as fast as possible", False)
-    chunk_ms: int = doc("audio delivered per capture callback, in ms", 30)
+    chunk_ms: int = doc("audio delivered per capture callback, in ms (larger costs less CPU, adds latency)", 100)
     ring_s: float = doc("seconds of audio the ring buffer holds", 30.0)
 
 
