@@ -8,6 +8,7 @@ import numpy as np
 
 LOG_FLOOR = 1e-6
 INT16_FULL_SCALE = 32768.0
+INDEXED_FRAMES_MAX = 64  # streaming pushes of up to this many frames gather by index (sliding_window_view costs ~50 us a call)
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ class FeatureExtractor:
         self._window = periodic_hann
         self._mel = mel_filterbank(params)
         self._dct = dct_matrix(params.n_mels, params.n_mfcc) if params.kind == "mfcc" else None
+        self._index = np.zeros((0, params.frame_samples), dtype=np.intp)
 
     def n_frames(self, n_samples: int) -> int:
         """How many whole frames n_samples hold."""
@@ -100,13 +102,23 @@ class FeatureExtractor:
             return 0
         return 1 + (n_samples - self.params.frame_samples) // self.params.hop_samples
 
+    def _frame_index(self, count: int) -> np.ndarray:
+        """Sample indices of the first count frames, shape (count, frame_samples); grown on demand."""
+        if count > len(self._index):
+            starts = np.arange(INDEXED_FRAMES_MAX)[:, None] * self.params.hop_samples
+            self._index = starts + np.arange(self.params.frame_samples)[None, :]
+        return self._index[:count]
+
     def compute(self, samples: np.ndarray) -> np.ndarray:
         """All whole frames of samples (int16 or float in [-1, 1]), shape (frames, n_features), float32."""
         audio = _as_float(samples)
         count = self.n_frames(len(audio))
         if count == 0:
             return np.zeros((0, self.params.n_features), dtype=np.float32)
-        frames = np.lib.stride_tricks.sliding_window_view(audio, self.params.frame_samples)[:: self.params.hop_samples][:count]
+        if count <= INDEXED_FRAMES_MAX:
+            frames = audio[self._frame_index(count)]
+        else:
+            frames = np.lib.stride_tricks.sliding_window_view(audio, self.params.frame_samples)[:: self.params.hop_samples][:count]
         spectrum = np.fft.rfft(frames * self._window, n=self.params.n_fft)
         power = spectrum.real**2 + spectrum.imag**2
         mel_power = power @ self._mel.T
