@@ -30,14 +30,7 @@ CACHE_ENV = "SERD_TRAIN_CACHE"  # overrides the cache folder (tests use a tempor
 N_FOLDS = 5
 
 
-@dataclass(frozen=True)
-class Clip:
-    """One labelled clip of a manifest; speaker is namespaced by the manifest."""
-
-    path: str
-    speaker: str
-    emotion: str
-    duration_s: float
+Clip = serd_manifest.Clip
 
 
 @dataclass
@@ -61,7 +54,7 @@ def vad_params() -> VadParams:
 
 def read_manifests(paths: list[Path], labels: tuple[str, ...] = LABELS) -> list[Clip]:
     """Clips of several manifests whose emotion is one of labels (others are skipped)."""
-    clips = [Clip(c.path, c.speaker, c.emotion, c.duration_s) for c in serd_manifest.read_manifests(list(paths))]
+    clips = serd_manifest.read_manifests(list(paths))
     kept = [clip for clip in clips if clip.emotion in labels]
     if len(kept) < len(clips):
         log.info("skipped %d clips with emotions outside %s", len(clips) - len(kept), labels)
