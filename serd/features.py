@@ -94,20 +94,14 @@ class FeatureExtractor:
         self._window = periodic_hann
         self._mel = mel_filterbank(params)
         self._dct = dct_matrix(params.n_mels, params.n_mfcc) if params.kind == "mfcc" else None
-        self._index = np.zeros((0, params.frame_samples), dtype=np.intp)
+        frame_starts = np.arange(INDEXED_FRAMES_MAX)[:, None] * params.hop_samples
+        self._frame_index = frame_starts + np.arange(params.frame_samples)[None, :]  # sample indices of frames 0..63
 
     def n_frames(self, n_samples: int) -> int:
         """How many whole frames n_samples hold."""
         if n_samples < self.params.frame_samples:
             return 0
         return 1 + (n_samples - self.params.frame_samples) // self.params.hop_samples
-
-    def _frame_index(self, count: int) -> np.ndarray:
-        """Sample indices of the first count frames, shape (count, frame_samples); grown on demand."""
-        if count > len(self._index):
-            starts = np.arange(INDEXED_FRAMES_MAX)[:, None] * self.params.hop_samples
-            self._index = starts + np.arange(self.params.frame_samples)[None, :]
-        return self._index[:count]
 
     def compute(self, samples: np.ndarray) -> np.ndarray:
         """All whole frames of samples (int16 or float in [-1, 1]), shape (frames, n_features), float32."""
@@ -116,7 +110,7 @@ class FeatureExtractor:
         if count == 0:
             return np.zeros((0, self.params.n_features), dtype=np.float32)
         if count <= INDEXED_FRAMES_MAX:
-            frames = audio[self._frame_index(count)]
+            frames = audio[self._frame_index[:count]]
         else:
             frames = np.lib.stride_tricks.sliding_window_view(audio, self.params.frame_samples)[:: self.params.hop_samples][:count]
         spectrum = np.fft.rfft(frames * self._window, n=self.params.n_fft)

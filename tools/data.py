@@ -16,6 +16,7 @@ from serd.audio import load_audio
 from serd.config import VadConfig
 from serd import manifest as serd_manifest
 from serd.features import FeatureParams
+from serd import pipeline
 from serd.frontend import clip_windows
 from serd.vad import VadParams
 from serd.windows import WindowParams
@@ -48,8 +49,7 @@ def cache_dir(kind: str) -> Path:
 
 def vad_params() -> VadParams:
     """The VAD parameters the daemon uses by default ([vad] section defaults)."""
-    defaults = VadConfig()
-    return VadParams(**{name: getattr(defaults, name) for name in VadParams.__dataclass_fields__})
+    return pipeline.vad_params(VadConfig())
 
 
 def read_manifests(paths: list[Path], labels: tuple[str, ...] = LABELS) -> list[Clip]:
