@@ -34,9 +34,21 @@ def started(t=0.5):
     return SpeechStarted(device=DEVICE, stream_time_s=t, wall_time_s=1700000000.0 + t, segment=1)
 
 
+_opened: list[MqttPublisher] = []
+
+
 def publisher_for(broker, **overrides):
     config = MqttConfig(enabled=True, host=broker.host, port=broker.port, **overrides)
-    return MqttPublisher(config, DEVICE)
+    _opened.append(MqttPublisher(config, DEVICE))
+    return _opened[-1]
+
+
+@pytest.fixture(autouse=True)
+def close_publishers():
+    """A failed test must not leave a publisher open: it would make the next one look like a reload."""
+    yield
+    while _opened:
+        _opened.pop().close(timeout_s=0.5)
 
 
 @pytest.fixture
@@ -99,6 +111,7 @@ def test_a_replaced_publisher_leaves_the_device_online(mosquitto, listener):
     old = publisher_for(mosquitto)
     listener.wait_for(BASE + "/available", "online")
     new = publisher_for(mosquitto, qos=0)
+    listener.wait_for(BASE + "/available", "online")
     old.close()
     new.publish(started())
     listener.wait_for(BASE + "/events")
@@ -170,13 +183,32 @@ def test_publish_while_broker_down_never_blocks_and_counts(tmp_path):
     assert time.monotonic() - began_s < 1.5
 
 
-def test_qos0_while_broker_down_counts_every_event():
+def test_qos0_while_broker_down_counts_every_event_never_sent():
     config = MqttConfig(enabled=True, host="127.0.0.1", port=free_port(), qos=0)
     pub = MqttPublisher(config, DEVICE)
     for index in range(4):
         pub.publish(started(t=float(index)))
     pub.close(timeout_s=1.0)
     assert pub.dropped == 4
+
+
+def test_qos0_events_before_the_broker_is_up_arrive_in_order(tmp_path):
+    broker = Mosquitto(tmp_path)
+    pub = publisher_for(broker, qos=0)
+    for index in range(3):
+        pub.publish(started(t=float(index)))
+    broker.start()
+    try:
+        sub = Listener(broker.host, broker.port, [BASE + "/#"])
+        sub.wait_for(BASE + "/available", "online", timeout_s=5.0)
+        times = [json.loads(payload)["stream_time_s"] for topic, payload, _ in sub.drain(0.5)
+                 if topic == BASE + "/events"]
+        sub.close()
+        pub.close()
+    finally:
+        broker.stop()
+    assert times == [0.0, 1.0, 2.0]
+    assert pub.dropped == 0
 
 
 @pytest.fixture

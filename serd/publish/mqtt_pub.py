@@ -30,7 +30,8 @@ NOT_ON_EVENTS_TOPIC = (EmotionState.TYPE,)
 TOPIC_WILDCARDS = ("+", "#")
 CLIENT_ID_SUFFIX_CHARS = 8
 
-_live_here: collections.Counter[str] = collections.Counter()  # availability topics of open publishers (reloads)
+# (broker address, availability topic) of the publishers open in this process, to tell a reload from a stop
+_live_here: collections.Counter[tuple[str, str]] = collections.Counter()
 _live_here_lock = threading.Lock()
 
 
@@ -61,17 +62,19 @@ class MqttPublisher:
         self._drops = DropCounter(self.name)
         self._lock = threading.Lock()
         self._pending: collections.deque[tuple[mqtt.MQTTMessageInfo, bool]] = collections.deque()
+        self._backlog: collections.deque[tuple[str, str, bool]] = collections.deque()  # QoS 0 while offline
         self._retained: dict[str, str] = {}
         self._closed = False
         self._client = self._make_client(config, device)
+        self._liveness_key = (self._address, self.topics.available)
         with _live_here_lock:
-            _live_here[self.topics.available] += 1
+            _live_here[self._liveness_key] += 1
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s)
         self._client.loop_start()
 
     @property
     def dropped(self) -> int:
-        """Events not handed to the broker (queue full, broker down at QoS 0, publisher closed)."""
+        """Events not handed to the broker (queue full, connection lost mid-send, publisher closed)."""
         return self._drops.count
 
     def _make_client(self, config: MqttConfig, device: str) -> mqtt.Client:
@@ -90,16 +93,18 @@ class MqttPublisher:
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        """Announce availability and restore the retained state the broker may have lost."""
+        """Announce availability, restore the retained state the broker may have lost, send the backlog."""
         if reason.is_failure:
             self._drops.note("broker refused the connection: %s" % reason)
             return
         log.info("mqtt: connected to broker %s", self._address)
         client.publish(self.topics.available, ONLINE, qos=self._qos, retain=True)
         with self._lock:
-            retained = list(self._retained.items())
-        for topic, payload in retained:
-            client.publish(topic, payload, qos=self._qos, retain=True)
+            for topic, payload in self._retained.items():
+                client.publish(topic, payload, qos=self._qos, retain=True)
+            while self._backlog:
+                topic, payload, counted = self._backlog.popleft()
+                self._pending.append((client.publish(topic, payload, qos=self._qos), counted))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         """Note a lost connection; paho reconnects with backoff."""
@@ -134,7 +139,12 @@ class MqttPublisher:
         return None
 
     def _send(self, topic: str, payload: str, retain: bool, counted: bool) -> None:
-        """Hand one message to paho unless the outgoing queue is full; count lost events when `counted`."""
+        """Hand one message to paho unless the outgoing queue is full; count lost events when `counted`.
+
+        paho queues QoS 1/2 messages while the broker is away; QoS 0 events wait in a backlog of ours
+        (same bound) and go out on connect, so a reload or a broker restart does not lose them.
+        Retained messages are not queued: the latest goes out on connect anyway.
+        """
         with self._lock:
             if self._queue_full():
                 self._lost(counted, "outgoing queue full (%d messages)" % self._max_queued)
@@ -145,7 +155,8 @@ class MqttPublisher:
             if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
                 self._lost(counted, "outgoing queue full (%d messages)" % self._max_queued)
             elif info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN:
-                self._lost(counted, "broker not connected (QoS 0 is not queued)")
+                if not retain:
+                    self._backlog.append((topic, payload, counted))
             else:
                 self._pending.append((info, counted))
 
@@ -164,7 +175,7 @@ class MqttPublisher:
             self._pending = collections.deque(entry for entry in self._pending if id(entry) not in finished_ids)
             for entry in finished:
                 self._settle(*entry)
-        return len(self._pending) >= self._max_queued
+        return len(self._pending) + len(self._backlog) >= self._max_queued
 
     def _settle(self, info: mqtt.MQTTMessageInfo, counted: bool) -> None:
         """Count a finished message as lost if paho gave up on it."""
@@ -182,14 +193,18 @@ class MqttPublisher:
         self._closed = True
         deadline_s = time.monotonic() + timeout_s
         with _live_here_lock:
-            _live_here[self.topics.available] -= 1
-            replaced = _live_here[self.topics.available] > 0
+            _live_here[self._liveness_key] -= 1
+            replaced = _live_here[self._liveness_key] > 0
             if not replaced:
-                del _live_here[self.topics.available]
+                del _live_here[self._liveness_key]
         if self._client.is_connected() and not replaced:
             info = self._client.publish(self.topics.available, OFFLINE, qos=self._qos, retain=True)
             _wait_published(info, timeout_s)
         self._client.disconnect()
+        with self._lock:
+            for _, _, counted in self._backlog:
+                self._lost(counted, "closed before the broker connected")
+            self._backlog.clear()
         stopper = threading.Thread(target=self._client.loop_stop, name="serd-mqtt-stop", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline_s - time.monotonic()))
