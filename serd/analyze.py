@@ -8,7 +8,7 @@ import numpy as np
 
 from serd.config import VadConfig
 from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady
-from serd.model import EmotionModel
+from serd.model import WindowModel
 from serd.pipeline import vad_params
 from serd.ringbuffer import RingBuffer
 
@@ -65,18 +65,18 @@ class FileAnalysis:
         }
 
 
-def analyze_samples(samples: np.ndarray, model: EmotionModel, vad: VadConfig) -> FileAnalysis:
+def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig) -> FileAnalysis:
     """Run the daemon's front end and model over a whole clip (16 kHz mono int16)."""
     rate_hz = model.card.sample_rate_hz
     ring = RingBuffer(max(len(samples), 1))
-    frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window)
+    frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio)
     ring.write(samples)
     segments, all_rows, rows, start = [], [], [], 0
     for item in frontend.process() + frontend.flush():
         if isinstance(item, SegmentStarted):
             rows, start = [], item.sample_index
         elif isinstance(item, WindowReady):
-            rows.append(model.predict(item.window))
+            rows.append(model.predict(item.window, item.audio))
         elif isinstance(item, SegmentEnded):
             segments.append(SegmentResult(round(start / rate_hz, 3), round(item.sample_index / rate_hz, 3), len(rows), Verdict.from_rows(model.labels, rows)))
             all_rows.extend(rows)

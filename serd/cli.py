@@ -17,6 +17,8 @@ log = logging.getLogger("serd")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 DEFAULT_MQTT_PORT = 1883
 SERVICE_ENDPOINT_PATH = "/run/serd/events"  # RuntimeDirectory=serd of serd.service
+MODEL_HELP = ("model file (.tflite; .npz for the opt-in whisper backend; its .json card beside it) "
+              "or a shipped model's name: serd-emotion (default) or serd-whisper")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +44,7 @@ def _add_run(commands) -> None:
     run.add_argument("--source", metavar="SRC", help="mic, file:PATH or stdin (raw s16le mono 16 kHz)")
     run.add_argument("--device", metavar="DEV", help="microphone: index or a substring of its name")
     run.add_argument("--realtime", action="store_true", default=None, help="pace a file source at real time")
-    run.add_argument("--model", metavar="PATH", help="model .tflite (its .json card beside it)")
+    run.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     run.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ PUB endpoint, ipc://PATH or tcp://HOST:PORT")
     run.add_argument("--no-zmq", action="store_true", help="do not publish on ZeroMQ")
     run.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish to this MQTT broker")
@@ -55,7 +57,7 @@ def _add_analyze(commands) -> None:
     analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)")
     analyze.add_argument("files", nargs="+", metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
-    analyze.add_argument("--model", metavar="PATH", help="model .tflite (default: the shipped model)")
+    analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings")
     analyze.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files at once (processes)")
 
@@ -64,7 +66,7 @@ def _add_eval(commands) -> None:
     """serd eval."""
     evaluate = commands.add_parser("eval", help="accuracy on labelled speech (MANIFEST.tsv: path speaker emotion duration_s)")
     evaluate.add_argument("manifests", nargs="+", metavar="MANIFEST")
-    evaluate.add_argument("--model", metavar="PATH", help="model .tflite (default: the shipped model)")
+    evaluate.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     evaluate.add_argument("--merge", action="append", default=[], metavar="A=B", help="fold class A into B on both sides (repeatable)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--config", metavar="FILE", help="config file for [vad] settings")

@@ -44,7 +44,8 @@ class VadConfig:
 class ModelConfig:
     """[model] the emotion model."""
 
-    path: str = doc("model .tflite file (its .json card beside it); empty = the shipped model", "")
+    path: str = doc("model file (.tflite, or .npz for the opt-in whisper backend; its .json card beside it) "
+                   "or a shipped model's name: serd-emotion or serd-whisper; empty = serd-emotion", "")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from serd.capture import make_source
 from serd.config import Config, device_id, load_config
 from serd.errors import SerdError
 from serd.events import Event, Status
-from serd.model import EmotionModel, load_model
+from serd.model import WindowModel, load_model
 from serd.pipeline import Pipeline
 from serd.publish import Fanout, make_publishers
 from serd.ringbuffer import RingBuffer
@@ -37,7 +37,7 @@ class Daemon:
         self._overrides = overrides or {}
         self.notifier = Notifier()
         self.ring = RingBuffer(int(config.source.ring_s * SAMPLE_RATE_HZ))
-        self.model: EmotionModel = load_model(config.model.path)
+        self.model: WindowModel = load_model(config.model.path)
         self.pipeline = Pipeline.from_config(self.ring, self.model, config, device_id(config))
         self.publishers = Fanout(make_publishers(config))
         self.source = None

@@ -105,7 +105,7 @@ class FeatureExtractor:
 
     def compute(self, samples: np.ndarray) -> np.ndarray:
         """All whole frames of samples (int16 or float in [-1, 1]), shape (frames, n_features), float32."""
-        audio = _as_float(samples)
+        audio = as_float(samples)
         count = self.n_frames(len(audio))
         if count == 0:
             return np.zeros((0, self.params.n_features), dtype=np.float32)
@@ -135,7 +135,7 @@ class StreamingFeatures:
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Frames completed by these samples, shape (frames, n_features)."""
-        self._pending = np.concatenate([self._pending, _as_float(samples)])
+        self._pending = np.concatenate([self._pending, as_float(samples)])
         frames = self.extractor.compute(self._pending)
         consumed = len(frames) * self.extractor.params.hop_samples
         self._pending = self._pending[consumed:]
@@ -149,7 +149,7 @@ def normalise_window(window: np.ndarray) -> np.ndarray:
     return ((window - mean) / (std + 1e-5)).astype(np.float32)
 
 
-def _as_float(samples: np.ndarray) -> np.ndarray:
+def as_float(samples: np.ndarray) -> np.ndarray:
     """int16 -> float64 in [-1, 1]; floats pass through as float64."""
     samples = np.asarray(samples)
     if samples.dtype == np.int16:

@@ -22,11 +22,15 @@ class SegmentStarted:
 
 @dataclass(frozen=True)
 class WindowReady:
-    """A normalised window (frames, n_features) ending at sample_index is ready for the model."""
+    """A normalised window (frames, n_features) ending at sample_index is ready for the model.
+
+    audio holds the samples the window covers when the front end keeps audio (models that read it).
+    """
 
     segment_id: int
     sample_index: int
     window: np.ndarray
+    audio: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,8 @@ class SpeechFrontend:
     """Reads new audio from a ring buffer and turns speech in it into model windows.
 
     Synchronous and thread-free: call process() whenever the ring has grown. Audio that the
-    reader lost because the writer lapped it is skipped and counted in lost_samples.
+    reader lost because the writer lapped it is skipped and counted in lost_samples. With
+    keep_audio, each window carries the samples it covers (at most one window's span of the segment).
     """
 
     def __init__(
@@ -54,9 +59,11 @@ class SpeechFrontend:
         feature_params: FeatureParams,
         window_params: WindowParams,
         start_index: int | None = None,
+        keep_audio: bool = False,
     ):
         self.ring = ring
         self.feature_params = feature_params
+        self._audio_span = window_params.frames * feature_params.hop_samples if keep_audio else 0
         self._vad = VadGate(vad_params, feature_params.sample_rate_hz)
         self._features = StreamingFeatures(FeatureExtractor(feature_params))
         self._windows = WindowAssembler(window_params, feature_params.n_features)
@@ -107,7 +114,10 @@ class SpeechFrontend:
                 items.extend(self._close(boundary.sample_index))
         if self._feature_cursor is not None:
             items.extend(self._featurise(self._vad.decided_index))
-        self._released_index = self._vad_cursor if self._feature_cursor is None else self._feature_cursor
+        if self._feature_cursor is None:
+            self._released_index = self._vad_cursor
+        else:
+            self._released_index = max(self._segment_start_index, self._feature_cursor - self._audio_span)
         return items
 
     def flush(self) -> list[FrontendItem]:
@@ -145,7 +155,7 @@ class SpeechFrontend:
         """A segment ends: featurise up to its end and release the last window."""
         items = self._featurise(end_index)
         end_frames = self._windows.finish()
-        items.extend(WindowReady(self._segment_id, end_index, window) for window in end_frames)
+        items.extend(self._ready(end_index, window) for window in end_frames)
         items.append(SegmentEnded(self._segment_id, end_index))
         self._feature_cursor = None
         return items
@@ -162,8 +172,19 @@ class SpeechFrontend:
         items: list[FrontendItem] = []
         for frame in self._features.push(samples):
             for window in self._windows.push(frame[None, :]):
-                items.append(WindowReady(self._segment_id, self._frame_end_index(), window))
+                items.append(self._ready(self._frame_end_index(), window))
         return items
+
+    def _ready(self, end_index: int, window: np.ndarray) -> WindowReady:
+        """A window of the open segment, with its audio when the front end keeps audio."""
+        if not self._audio_span:
+            return WindowReady(self._segment_id, end_index, window)
+        first = max(self._segment_start_index, end_index - self._audio_span)
+        try:
+            audio = self.ring.read(max(first, self.ring.start_index), end_index)
+        except IndexError:  # the writer lapped this window's audio meanwhile: give what is left
+            audio = np.zeros(0, dtype=np.int16)
+        return WindowReady(self._segment_id, end_index, window, audio)
 
     def _frame_end_index(self) -> int:
         """Absolute index one past the last sample of the newest frame of the open segment."""
@@ -171,12 +192,35 @@ class SpeechFrontend:
         return self._segment_start_index + (self._windows.total_frames - 1) * params.hop_samples + params.frame_samples
 
 
+@dataclass(frozen=True)
+class ClipWindow:
+    """A model window of a whole clip and the samples it covers [start_index, end_index)."""
+
+    start_index: int
+    end_index: int
+    window: np.ndarray
+
+
+def clip_window_items(
+    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams
+) -> list[ClipWindow]:
+    """All model windows the daemon would build from a whole clip, with the audio span of each."""
+    ring = RingBuffer(max(len(samples), 1))
+    frontend = SpeechFrontend(ring, vad_params, feature_params, window_params)
+    ring.write(samples)
+    span_samples = window_params.frames * feature_params.hop_samples
+    found, segment_start = [], 0
+    for item in frontend.process() + frontend.flush():
+        if isinstance(item, SegmentStarted):
+            segment_start = item.sample_index
+        elif isinstance(item, WindowReady):
+            start = max(segment_start, item.sample_index - span_samples)
+            found.append(ClipWindow(start, item.sample_index, item.window))
+    return found
+
+
 def clip_windows(
     samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams
 ) -> list[np.ndarray]:
     """All model windows the daemon would build from a whole clip (training and analysis use this)."""
-    ring = RingBuffer(max(len(samples), 1))
-    frontend = SpeechFrontend(ring, vad_params, feature_params, window_params)
-    ring.write(samples)
-    items = frontend.process() + frontend.flush()
-    return [item.window for item in items if isinstance(item, WindowReady)]
+    return [item.window for item in clip_window_items(samples, vad_params, feature_params, window_params)]

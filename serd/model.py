@@ -1,4 +1,7 @@
-"""The emotion model: an int8 (or float) TFLite file and its JSON card; the only interpreter import."""
+"""The emotion model: an int8 (or float) TFLite file and its JSON card; the only interpreter import.
+
+A card whose "backend" is "whisper" names the opt-in Whisper-encoder model instead (serd.whisper).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -23,6 +27,7 @@ SUPPORTED_SAMPLE_RATE_HZ = 16000
 SUPPORTED_NORMALISATION = ("per-window-cmvn",)
 SUPPORTED_OUTPUTS = ("logits", "probabilities")
 SUPPORTED_DTYPES = (np.int8, np.float32)
+SUPPORTED_BACKENDS = ("tflite", "whisper")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,7 @@ class ModelCard:
     normalisation: str
     output: str
     temperature: float
+    backend: str = "tflite"
 
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "ModelCard":
@@ -55,6 +61,7 @@ class ModelCard:
                 normalisation=str(data["normalisation"]),
                 output=str(data.get("output", "logits")),
                 temperature=float(data.get("temperature", 1.0)),
+                backend=str(data.get("backend", "tflite")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
@@ -76,21 +83,37 @@ class ModelCard:
             problems.append("labels must be two or more distinct names")
         if self.temperature <= 0:
             problems.append("temperature must be positive")
+        if self.backend not in SUPPORTED_BACKENDS:
+            problems.append("backend %r unknown (%s)" % (self.backend, ", ".join(SUPPORTED_BACKENDS)))
         if problems:
             raise ModelError("%s: %s" % (source, "; ".join(problems)))
 
 
-def default_model_path() -> Path:
-    """The shipped model: beside the source tree, else where `pip install` put it."""
-    candidates = [
-        Path(__file__).resolve().parent.parent / "models" / (MODEL_NAME + ".tflite"),
-        Path(sys.prefix) / "share" / "serd" / "models" / (MODEL_NAME + ".tflite"),
-        Path("/usr/local/share/serd/models") / (MODEL_NAME + ".tflite"),
+SHIPPED_SUFFIXES = (".tflite", ".npz")
+
+
+def default_model_path(name: str = MODEL_NAME) -> Path:
+    """A shipped model by name (serd-emotion, serd-whisper): beside the source tree, else where `pip install` put it."""
+    folders = [
+        Path(__file__).resolve().parent.parent / "models",
+        Path(sys.prefix) / "share" / "serd" / "models",
+        Path("/usr/local/share/serd/models"),
     ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ModelError("shipped model not found (looked in %s); set [model] path" % ", ".join(str(c.parent) for c in candidates))
+    for folder in folders:
+        for suffix in SHIPPED_SUFFIXES:
+            if (folder / (name + suffix)).is_file():
+                return folder / (name + suffix)
+    raise ModelError("shipped model %s not found (looked in %s); set [model] path" % (name, ", ".join(str(f) for f in folders)))
+
+
+def model_path(path: str | Path | None) -> Path:
+    """[model] path: empty = the shipped default, a bare name without suffix = that shipped model, else a file."""
+    if not path:
+        return default_model_path()
+    text = str(path)
+    if "/" not in text and not Path(text).suffix:
+        return default_model_path(text)
+    return Path(text)
 
 
 def make_interpreter(model_path: Path):
@@ -114,8 +137,22 @@ def make_interpreter(model_path: Path):
         raise ModelError("%s: not a TFLite model: %s" % (model_path, str(exc).splitlines()[0])) from None
 
 
+class WindowModel(Protocol):
+    """What the pipeline needs of a model: its card, labels, and window -> calibrated probabilities."""
+
+    card: ModelCard
+    needs_audio: bool  # True: predict() reads the window's audio, so the front end must keep it
+
+    @property
+    def labels(self) -> tuple[str, ...]: ...
+
+    def predict(self, window: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray: ...
+
+
 class EmotionModel:
     """Runs one normalised window (frames, n_features) to a probability vector over card.labels."""
+
+    needs_audio = False
 
     def __init__(self, model_path: Path, card: ModelCard):
         self.path = model_path
@@ -146,8 +183,8 @@ class EmotionModel:
             if tensor["dtype"] not in SUPPORTED_DTYPES:
                 raise ModelError("%s: tensor %s has dtype %s (int8 or float32 expected)" % (self.path, tensor["name"], tensor["dtype"]))
 
-    def predict(self, window: np.ndarray) -> np.ndarray:
-        """Calibrated class probabilities (float64, sums to 1) for one window."""
+    def predict(self, window: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated class probabilities (float64, sums to 1) for one window (audio is not used)."""
         values = window.reshape(self._input_buffer.shape)
         if self._input["dtype"] == np.int8:
             values = np.clip(np.round(values / self._input_scale + self._input_zero), -128, 127)
@@ -176,12 +213,12 @@ def _quantisation(tensor: dict) -> tuple[float, int]:
     return (scale or 1.0), int(zero)
 
 
-def load_model(path: str | Path | None = None) -> EmotionModel:
-    """Load a model and its card (same name, .json); empty path = the shipped model."""
-    model_path = Path(path) if path else default_model_path()
-    if not model_path.is_file():
-        raise ModelError("%s: model file not found" % model_path)
-    card_path = model_path.with_suffix(".json")
+def load_model(path: str | Path | None = None) -> WindowModel:
+    """Load a model and its card (same name, .json); see model_path for what path may be."""
+    found = model_path(path)
+    if not found.is_file():
+        raise ModelError("%s: model file not found" % found)
+    card_path = found.with_suffix(".json")
     try:
         data = json.loads(card_path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -189,6 +226,11 @@ def load_model(path: str | Path | None = None) -> EmotionModel:
     except ValueError as exc:
         raise ModelError("%s: model card is not valid JSON: %s" % (card_path, exc)) from None
     card = ModelCard.from_dict(data, card_path)
-    model = EmotionModel(model_path, card)
-    log.info("model %s %s loaded from %s (%d labels)", card.name, card.version, model_path, len(card.labels))
+    if card.backend == "whisper":
+        from serd.whisper import WhisperEmotionModel
+
+        model: WindowModel = WhisperEmotionModel(found, card)
+    else:
+        model = EmotionModel(found, card)
+    log.info("model %s %s loaded from %s (%d labels)", card.name, card.version, found, len(card.labels))
     return model

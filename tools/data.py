@@ -97,18 +97,32 @@ def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int) ->
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> list[np.ndarray]:
-    """Windows of one clip, optionally augmented (deterministic per clip and copy)."""
+def clip_samples(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> np.ndarray:
+    """16 kHz int16 audio of one clip, optionally augmented (deterministic per clip and copy)."""
     samples = load_audio(clip.path)
     if aug is not None:
         seed = int(hashlib.sha1(("%s|%d" % (clip.path, copy)).encode()).hexdigest()[:8], 16)
         samples = augment.apply(samples, aug, np.random.default_rng(seed))
-    return clip_windows(samples, vad_params(), FeatureParams(), WindowParams())
+    return samples
+
+
+def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> list[np.ndarray]:
+    """Windows of one clip, optionally augmented (deterministic per clip and copy)."""
+    return clip_windows(clip_samples(clip, aug, copy), vad_params(), FeatureParams(), WindowParams())
 
 
 def _job(args: tuple) -> list[np.ndarray]:
     """Pool worker: windows of one clip."""
     return clip_window_list(*args)
+
+
+def map_clips(job, clips: list[Clip], aug: augment.AudioAugment | None, copy: int, workers: int) -> list:
+    """job((clip, aug, copy)) for every clip, in order, on `workers` forked processes."""
+    jobs = [(clip, aug, copy) for clip in clips]
+    if workers <= 1:
+        return [job(args) for args in jobs]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return pool.map(job, jobs, chunksize=8)
 
 
 def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, copy: int = 0, workers: int = 2) -> WindowSet:
@@ -117,12 +131,7 @@ def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, 
     if path.is_file():
         with np.load(path) as data:
             return WindowSet(data["windows"], data["clip_index"])
-    jobs = [(clip, aug, copy) for clip in clips]
-    if workers > 1:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            per_clip = pool.map(_job, jobs, chunksize=8)
-    else:
-        per_clip = [_job(job) for job in jobs]
+    per_clip = map_clips(_job, clips, aug, copy, workers)
     result = _stack(per_clip, WindowParams().frames, FeatureParams().n_features)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".%d.partial.npz" % os.getpid())

@@ -30,6 +30,8 @@ class TrainSettings:
     spec_augment: bool = False
     aug_copies: int = 0  # augmented audio copies per clip drawn alongside the clean one
     audio: augment.AudioAugment = augment.AudioAugment()
+    distill_weight: float = 0.0  # share of the loss taken by the teacher's soft labels (0 = hard labels only)
+    distill_temperature: float = 2.0  # softens teacher and student alike in the distillation term
     seed: int = 1234
 
 
@@ -75,33 +77,74 @@ def sample_weights(labels: np.ndarray, clip_index: np.ndarray, n_labels: int) ->
     return (weights / weights.mean()).astype(np.float32)
 
 
-def epoch_data(versions: list[WindowSet], clip_labels: np.ndarray, rng: np.random.Generator) -> tuple:
-    """One version per clip (0 = clean, others augmented copies); returns windows, labels, clip ids."""
+def epoch_data(versions: list[WindowSet], clip_labels: np.ndarray, rng: np.random.Generator,
+               teacher_logits: list[np.ndarray] | None = None) -> tuple:
+    """One version per clip (0 = clean, others augmented copies).
+
+    Returns windows, labels, clip ids and the teacher's logits of those windows (None without a teacher).
+    """
     n_clips = len(clip_labels)
     chosen = rng.integers(0, len(versions), size=n_clips)
-    parts = [(v.windows[chosen[v.clip_index] == k], v.clip_index[chosen[v.clip_index] == k]) for k, v in enumerate(versions)]
-    windows = np.concatenate([p[0] for p in parts])
-    clip_index = np.concatenate([p[1] for p in parts])
-    return windows, clip_labels[clip_index], clip_index
+    masks = [chosen[v.clip_index] == k for k, v in enumerate(versions)]
+    windows = np.concatenate([v.windows[m] for v, m in zip(versions, masks)])
+    clip_index = np.concatenate([v.clip_index[m] for v, m in zip(versions, masks)])
+    teacher = None if teacher_logits is None else np.concatenate([t[m] for t, m in zip(teacher_logits, masks)])
+    return windows, clip_labels[clip_index], clip_index, teacher
 
 
-def train(versions: list[WindowSet], clip_labels: np.ndarray, settings: TrainSettings, validation=None) -> tuple:
-    """Train on versions[0] (clean) plus augmented versions; returns (model, history dict)."""
+def distillation_loss(tf, settings: TrainSettings, n_labels: int = N_LABELS):
+    """Targets are [one-hot | teacher softmax at T]: (1 - w) CE(hard) + w T² CE(teacher_T, student_T)."""
+    weight, temperature = settings.distill_weight, settings.distill_temperature
+
+    def loss(targets, logits):
+        hard = tf.nn.softmax_cross_entropy_with_logits(targets[:, :n_labels], logits)
+        soft = tf.nn.softmax_cross_entropy_with_logits(targets[:, n_labels:], logits / temperature)
+        return (1.0 - weight) * hard + weight * temperature ** 2 * soft
+
+    return loss
+
+
+def hard_accuracy(tf, n_labels: int = N_LABELS):
+    """Accuracy against the one-hot part of the targets."""
+    def accuracy(targets, logits):
+        return tf.cast(tf.equal(tf.argmax(targets[:, :n_labels], 1), tf.argmax(logits, 1)), tf.float32)
+
+    return accuracy
+
+
+def train(versions: list[WindowSet], clip_labels: np.ndarray, settings: TrainSettings, validation=None,
+          teacher_logits: list[np.ndarray] | None = None) -> tuple:
+    """Train on versions[0] (clean) plus augmented versions; returns (model, history dict).
+
+    With settings.distill_weight > 0, teacher_logits[k] holds the teacher's logits of versions[k]'s windows.
+    """
+    from serd.metrics import softmax
+
     tf = tf_setup(settings.seed)
+    distilling = settings.distill_weight > 0
+    if distilling and teacher_logits is None:
+        raise ValueError("distill_weight > 0 needs teacher_logits")
     frames, n_features = versions[0].windows.shape[1:3]
     model = build_model(frames, n_features, settings)
     steps = settings.epochs * int(np.ceil(len(versions[0].windows) / settings.batch_size))
     schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
-    loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing)
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, weighted_metrics=["accuracy"])
+    if distilling:
+        loss, metric = distillation_loss(tf, settings), hard_accuracy(tf)
+    else:
+        loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing)
+        metric = "accuracy"
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, weighted_metrics=[metric])
     rng = np.random.default_rng(settings.seed)
     history: dict[str, list[float]] = {}
     for epoch in range(settings.epochs):
-        windows, labels, clip_index = epoch_data(versions, clip_labels, rng)
+        windows, labels, clip_index, teacher = epoch_data(versions, clip_labels, rng, teacher_logits if distilling else None)
         if settings.spec_augment:
             windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
         weights = sample_weights(labels, clip_index, N_LABELS)
         targets = np.eye(N_LABELS, dtype=np.float32)[labels]
+        if teacher is not None:
+            soft = softmax(teacher, settings.distill_temperature).astype(np.float32)
+            targets = np.concatenate([targets, soft], axis=1)
         fit = model.fit(windows[..., None], targets, sample_weight=weights, batch_size=settings.batch_size,
                         epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
         _record(history, fit.history, validation(model, epoch) if validation else {})

@@ -145,7 +145,9 @@ def study_summary(variants: list, results: dict, clips: list, fold_of_clip: np.n
     seen = np.ones(len(clips), dtype=bool)
     for (kind, _), family in results.items():
         for name, result in family.items() if kind == "baseline" else ():
-            study["baselines"][name] = {"description": result["description"], **summarise(result["probs"], seen, labels, fold_of_clip, clips)}
+            extra = {key: result[key] for key in ("c", "temperature") if key in result}
+            study["baselines"][name] = {"description": result["description"], **extra,
+                                        **summarise(result["probs"], seen, labels, fold_of_clip, clips)}
     return study
 
 

