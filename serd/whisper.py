@@ -96,9 +96,13 @@ class WhisperEncoder:
         model_dir = Path(model_dir) if model_dir else default_encoder_dir()
         if verify:
             verify_encoder(model_dir)
-        self._model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="int8",
-                                                 intra_threads=threads, inter_threads=1)
+        try:
+            self._model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="int8",
+                                                     intra_threads=threads, inter_threads=1)
+        except (RuntimeError, ValueError) as exc:
+            raise ModelError("%s: cannot load the whisper encoder: %s" % (model_dir, exc)) from None
         self._log_mel = WhisperLogMel()
+        self.encode(np.zeros(SAMPLE_RATE_HZ, dtype=np.int16))  # fail now, not on the first speech; warms up
 
     def encode(self, samples: np.ndarray) -> np.ndarray:
         """(n_frames, 384) encoder output for one stretch of audio (at least 40 ms)."""
@@ -112,7 +116,11 @@ class WhisperEncoder:
         batch = np.zeros((len(features), N_MELS, width), dtype=np.float32)
         for row, f in enumerate(features):
             batch[row, :, : f.shape[1]] = f
-        output = np.array(self._model.encode(self._ct2.StorageView.from_array(batch), to_cpu=True))
+        try:
+            output = np.array(self._model.encode(self._ct2.StorageView.from_array(batch), to_cpu=True))
+        except RuntimeError as exc:  # oneDNN generates code at run time: W^X sandboxes refuse it
+            raise ModelError("the whisper encoder cannot run here (%s); it needs writable-executable memory "
+                             "(systemd: MemoryDenyWriteExecute=no)" % exc) from None
         return [output[row, : max(1, (f.shape[1] + 1) // 2)] for row, f in enumerate(features)]
 
 

@@ -289,3 +289,41 @@ def test_runtime_libraries_work_under_the_units_seccomp_policy(tmp_path, mosquit
     assert report["vad"] is False
     assert isinstance(report["pyaudio_devices"], int)
     assert report.get("model_invoked", False) is SHIPPED_MODEL.exists()
+
+
+WHISPER_WORKLOAD = r'''
+"""The opt-in whisper backend's encoder under a policy; prints one JSON line."""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+from serd.errors import ModelError
+from serd.whisper import WhisperEncoder
+tone = (3000 * np.sin(np.arange(16000) * 0.05)).astype(np.int16)
+try:
+    print(json.dumps({"frames": int(WhisperEncoder().encode(tone).shape[0])}))
+except ModelError as exc:
+    print(json.dumps({"error": str(exc)}))
+'''
+
+
+@pytest.mark.parametrize("drop_in", [False, True], ids=["as-shipped", "whisper-drop-in"])
+def test_whisper_backend_needs_the_documented_drop_in(tmp_path, drop_in):
+    """oneDNN (inside CTranslate2) writes code at run time: under W^X the encoder must fail with a clear
+    error naming the drop-in, and with MemoryDenyWriteExecute=no (the drop-in) it must work."""
+    if not system_python_has_seccomp():
+        pytest.skip("python3-seccomp (apt) is needed to apply the unit's seccomp policy")
+    assert "MemoryDenyWriteExecute=no" in UNIT.read_text(), "the unit must document the whisper drop-in"
+    policy = seccomp_policy()
+    policy["wx"] = policy["wx"] and not drop_in
+    (tmp_path / "sandbox.py").write_text(SANDBOX)
+    (tmp_path / "whisper.py").write_text(WHISPER_WORKLOAD)
+    command = [SYSTEM_PYTHON, str(tmp_path / "sandbox.py"), json.dumps(policy), sys.executable, str(tmp_path / "whisper.py"),
+               str(PROJECT_DIR)]
+    result = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"),
+                            timeout=SANDBOX_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    if drop_in:
+        assert report == {"frames": 50}
+    else:
+        assert "MemoryDenyWriteExecute=no" in report["error"]
