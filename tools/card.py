@@ -118,6 +118,7 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
         "per fold on that fold's training speakers only, so a student never learns from soft labels that saw its "
         "held-out voices." % (teacher["description"], _pm(teacher["summary"]["uar"]), _pm(teacher["summary"]["macro_f1"]), recall),
     ]
+    lines.append("\n" + _comparison_table(cv_results))
     distilled = card["training"].get("teacher")
     if distilled:
         lines.append("\nThis model was distilled from it: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
@@ -128,6 +129,39 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
                  "`[model] path = serd-whisper`, needs `pip install 'serd[whisper]'`): the same windows and "
                  "labels, more accurate on new voices, at several times the CPU and memory (figures: `make bench`).")
     return "\n".join(lines)
+
+
+COMPARISON_BASELINES = (("mfcc_dense", "seed-style 13 MFCC dense net"), ("egemaps_svm", "eGeMAPS + SVM"))
+NO_KD_VARIANT = "full50"
+
+
+def _comparison_table(cv_results: dict) -> str:
+    """Baselines, the student without and with distillation, and the teacher, side by side."""
+    variants, baselines = cv_results.get("variants", {}), cv_results.get("baselines", {})
+    rows = [(label, baselines[name]) for name, label in COMPARISON_BASELINES if name in baselines]
+    if NO_KD_VARIANT in variants:
+        rows.append(("student without distillation (%s)" % NO_KD_VARIANT, variants[NO_KD_VARIANT]))
+    rows += [("student with distillation (%s)" % name, v) for name, v in variants.items() if v.get("settings", {}).get("distill_weight", 0) > 0]
+    rows.append(("teacher (Whisper tiny.en + head)", baselines["whisper_teacher"]))
+    labels = list(rows[0][1]["per_class_recall"])
+    head = "| model | UAR | macro-F1 | %s | size | per window |\n|---|---|---|%s---|---|" % (" | ".join(labels), "---|" * len(labels))
+    body = []
+    for label, entry in rows:
+        cost = entry.get("cost", {})
+        size = cost.get("int8_bytes", cost.get("size_bytes"))
+        body.append("| %s | %s | %s | %s | %s | %s |" % (
+            label, _pm(entry["summary"]["uar"]), _pm(entry["summary"]["macro_f1"]),
+            " | ".join("%.0f" % (entry["per_class_recall"][name] * PERCENT) for name in labels),
+            _size(size), "%.2f ms" % cost["invoke_ms"] if "invoke_ms" in cost else "—"))
+    return ("Side by side on the same folds (UAR and macro-F1 in %%, mean ± std over folds; per-class recall in %%, pooled; "
+            "student sizes are the int8 TFLite files, times one thread):\n\n%s\n%s" % (head, "\n".join(body)))
+
+
+def _size(size_bytes: int | None) -> str:
+    """KB below a megabyte, else MB; a dash when unknown."""
+    if not size_bytes:
+        return "—"
+    return "%.0f KB" % (size_bytes / 1024.0) if size_bytes < 1 << 20 else "%.1f MB" % (size_bytes / float(1 << 20))
 
 
 def _per_class_section(cv_results: dict) -> str:

@@ -50,7 +50,19 @@ VARIANTS = (
             TrainSettings(epochs=50, spec_augment=True, aug_copies=4, distill_weight=0.5)),
     Variant("kdwide50", "as wide50 + distillation from the Whisper teacher (weight 0.5, T 2)",
             TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.5)),
+    Variant("kd50w9", "as kd50 with distillation weight 0.9",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, distill_weight=0.9)),
+    Variant("kdwide50w9", "as kdwide50 with distillation weight 0.9",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
 )
+
+
+STUDY = ("clean25", "clean50", "spec50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9")  # the card's table; default of --cv
+
+
+def variant(name: str) -> Variant:
+    """A variant of VARIANTS by name."""
+    return next(v for v in VARIANTS if v.name == name)
 
 
 def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> dict:
@@ -137,7 +149,7 @@ def run_study(args) -> dict:
     unknown = [name for name in args.variants.split(",") if name and name not in by_name]
     if unknown:
         raise SystemExit("unknown variant(s) %s; known: %s" % (", ".join(unknown), ", ".join(by_name)))
-    chosen = [by_name[name] for name in args.variants.split(",")] if args.variants else list(VARIANTS)
+    chosen = [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
     if args.epochs is not None:
         chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
     _prepare_caches(clips, chosen, args.workers)
@@ -154,11 +166,34 @@ def run_study(args) -> dict:
     out_path = args.cv_results or args.out / train.CV_RESULTS
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}
     study = scoring.merge_previous(previous, study, args.choose)
+    add_costs(study, clips)
     args.out.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(study, indent=1) + "\n")
     scoring.write_study_plots(study, args.out)
     log.info("CV results written to %s", out_path)
     return study
+
+
+def add_costs(study: dict, clips: list[data.Clip]) -> None:
+    """int8 size and invoke time of every variant's architecture, and the teacher's, where missing."""
+    from tools import export, model
+
+    by_name = {v.name: v for v in VARIANTS}
+    windows = data.compute_windows(clips, None, 0).windows
+    for name, entry in study["variants"].items():
+        if "cost" in entry or name not in by_name:
+            continue
+        settings = by_name[name].settings
+        untrained = model.build_model(windows.shape[1], windows.shape[2], settings)  # size and speed do not depend on weights
+        int8_bytes = export.convert_int8(untrained, windows, settings.seed)
+        timing = export.invoke_ms(int8_bytes, windows[0])
+        entry["cost"] = {"int8_bytes": len(int8_bytes), "invoke_ms": round(timing["median_ms"], 3),
+                         "parameters": int(untrained.count_params())}
+    teacher_entry = study.get("baselines", {}).get("whisper_teacher")
+    if teacher_entry is not None and "cost" not in teacher_entry:
+        from tools import teacher
+
+        teacher_entry["cost"] = teacher.cost()
 
 
 def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: int) -> None:

@@ -174,11 +174,32 @@ def cross_validate(clips: list[data.Clip], fold_of_clip: np.ndarray) -> dict:
                                 "probs": probs, "c": c, "temperature": temperature}}
 
 
+TIMING_RUNS = 20
+
+
+def cost() -> dict:
+    """Size on disk (encoder int8 + head) and median time per 2 s window on one thread."""
+    import time
+
+    from serd.whisper import ENCODER_DIM, SAMPLE_RATE_HZ, WhisperEncoder, default_encoder_dir
+
+    encoder = WhisperEncoder(threads=1)
+    window = (3000 * np.sin(np.arange(2 * SAMPLE_RATE_HZ) * 0.05)).astype(np.int16)
+    times_ms = []
+    for _ in range(TIMING_RUNS):
+        started = time.perf_counter()
+        encoder.encode(window)
+        times_ms.append((time.perf_counter() - started) * 1000.0)
+    head_bytes = 2 * ENCODER_DIM * (len(data.LABELS) + 2) * 8 + len(data.LABELS) * 8
+    return {"size_bytes": (default_encoder_dir() / "model.bin").stat().st_size + head_bytes,
+            "invoke_ms": round(float(np.median(times_ms)), 3), "format": "CTranslate2 int8 encoder + float head"}
+
+
 def write_backend(clips: list[data.Clip], out: Path, teacher_cv: dict, workers: int = 2,
                   aug_copies: int = HEAD_AUG_COPIES) -> Path:
     """The opt-in whisper backend: a head fitted on every clip (.npz) and its runtime card (.json)."""
     from serd.whisper import ENCODER_PACKAGE, ENCODER_SHA256
-    from tools import report, scoring
+    from tools import report
 
     windows, features = head_data(clips, workers, aug_copies)
     c = float(teacher_cv.get("c", HEAD_C))
@@ -189,13 +210,20 @@ def write_backend(clips: list[data.Clip], out: Path, teacher_cv: dict, workers: 
     card.update({
         "name": BACKEND_NAME,
         "backend": "whisper",
-        "temperature": float(teacher_cv.get("temperature", 1.0)),
         "encoder": {"model": "Whisper tiny.en encoder (CTranslate2, int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
                     "licence": "MIT (OpenAI weights, converted by Systran)"},
-        "metrics": {"cv": {"protocol": scoring.PROTOCOL, **teacher_cv.get("summary", {})},
-                    "cv_per_class_recall": teacher_cv.get("per_class_recall", {})},
         "training": {"command": "python -m tools.train --out models", "head": DESCRIPTION % c, "clips": len(clips),
                      "speakers": len({clip.speaker for clip in clips})},
     })
-    (out / ("%s.json" % BACKEND_NAME)).write_text(json.dumps(card, indent=2) + "\n")
+    write_backend_card(card, out, teacher_cv)
     return head_path
+
+
+def write_backend_card(card: dict, out: Path, teacher_cv: dict) -> None:
+    """serd-whisper.json with the teacher's CV figures and calibration temperature."""
+    from tools import scoring
+
+    card["temperature"] = float(teacher_cv.get("temperature", 1.0))
+    card["metrics"] = {"cv": {"protocol": scoring.PROTOCOL, **teacher_cv.get("summary", {})},
+                       "cv_per_class_recall": teacher_cv.get("per_class_recall", {}), "cost": teacher_cv.get("cost", {})}
+    (out / ("%s.json" % BACKEND_NAME)).write_text(json.dumps(card, indent=2) + "\n")

@@ -18,7 +18,7 @@ from tools.model import TrainSettings
 log = logging.getLogger("tools.train")
 
 MODEL_NAME = "serd-emotion"
-FINAL_SETTINGS = TrainSettings(epochs=50, spec_augment=True, aug_copies=4)
+FINAL_VARIANT = "kdwide50w9"  # the CV variant whose settings the shipped model is trained with
 CV_RESULTS = "cv_results.json"
 
 
@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
     parser.add_argument("--out", type=Path, default=data.REPO_DIR / "models", help="output folder")
     parser.add_argument("--cv", action="store_true", help="run the speaker-grouped CV study instead")
-    parser.add_argument("--variants", default="", help="CV: comma-separated variant names (default: all)")
+    parser.add_argument("--variants", default="", help="CV: comma-separated variant names (default: the study in the model card)")
     parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the CV results")
     parser.add_argument("--choose", default="", help="CV: ship this variant instead of the best-UAR one")
     parser.add_argument("--baselines", action="store_true", help="CV: run the baselines too")
@@ -38,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--aug-copies", type=int, help="override the augmented copies per clip")
     parser.add_argument("--no-spec-augment", action="store_true", help="train without SpecAugment")
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="use only this many clips per speaker (smoke runs)")
-    parser.add_argument("--seed", type=int, default=FINAL_SETTINGS.seed)
+    parser.add_argument("--seed", type=int, default=TrainSettings().seed)
     parser.add_argument("--workers", type=int, default=2, help="processes for feature extraction")
     parser.add_argument("--cv-results", type=Path, help="CV results JSON for the card (default: OUT/%s)" % CV_RESULTS)
     return parser.parse_args(argv)
@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def settings_from(args: argparse.Namespace) -> TrainSettings:
     """The final settings with command-line overrides."""
-    settings = replace(FINAL_SETTINGS, seed=args.seed)
+    from tools.cv import variant
+
+    settings = replace(variant(FINAL_VARIANT).settings, seed=args.seed)
     if args.epochs is not None:
         settings = replace(settings, epochs=args.epochs)
     if args.aug_copies is not None:
@@ -125,7 +127,7 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
-    """Rebuild OUT's JSON card and MODEL_CARD.md from the current CV results (model unchanged)."""
+    """Rebuild OUT's JSON cards (serd-emotion, serd-whisper) and MODEL_CARD.md from the current CV results (models unchanged)."""
     from tools import report
 
     card_path = args.out / ("%s.json" % MODEL_NAME)
@@ -136,6 +138,12 @@ def refresh_card(args: argparse.Namespace) -> Path:
     card["temperature"] = float(cv_results.get("calibration", {}).get("temperature", card["temperature"]))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     report.write_model_card(card, cv_results, args.out / "MODEL_CARD.md")
+    backend_card = args.out / "serd-whisper.json"
+    if backend_card.is_file():
+        from tools import teacher
+
+        teacher.write_backend_card(json.loads(backend_card.read_text()), args.out,
+                                   cv_results.get("baselines", {}).get("whisper_teacher", {}))
     return card_path
 
 
