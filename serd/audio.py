@@ -31,6 +31,8 @@ PCM_OFFSET_8BIT = 128
 RIFF_HEADER_BYTES = 12
 CHUNK_HEADER_BYTES = 8
 EXTENSIBLE_SUBFORMAT = 24  # offset of the sub-format GUID in an extensible fmt chunk
+PCM_FMT_BYTES = 16  # tag, channels, rate, byte rate, block align, bits per sample
+WAV_HEADER_READ_BYTES = 65536  # a 16 kHz mono wav whose data starts later is decoded whole
 
 # resampler: Kaiser-windowed sinc, polyphase over the reduced rate ratio
 ZERO_CROSSINGS = 32  # sinc lobes each side of the centre tap
@@ -46,13 +48,7 @@ SOX_RATE = re.compile(r"^Sample Rate\s*:\s*(\d+)", re.MULTILINE)
 
 def load_audio(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Whole file as mono int16 at sample_rate_hz; AudioError names the file and the reason."""
-    path = Path(path)
-    if path.is_dir():
-        raise AudioError("%s: is a directory" % path)
-    if not path.is_file():
-        raise AudioError("%s: no such file" % path)
-    if path.stat().st_size == 0:
-        raise AudioError("%s: empty file" % path)
+    path = _checked_file(path)
     suffix = path.suffix.lower()
     if suffix in WAV_FORMATS:
         samples = _decode_wav(path, sample_rate_hz)
@@ -63,6 +59,20 @@ def load_audio(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.nda
     if len(samples) == 0:
         raise AudioError("%s: no audio samples" % path)
     return samples
+
+
+def stream_audio(path: str | Path, chunk_samples: int, sample_rate_hz: int = SAMPLE_RATE_HZ) -> Iterator[np.ndarray]:
+    """The file as consecutive mono int16 chunks at sample_rate_hz; AudioError before the first chunk.
+
+    A WAV that already is 16-bit mono at sample_rate_hz is read from disk chunk by chunk, so a long
+    recording costs no memory; any other file is decoded whole first.
+    """
+    path = _checked_file(path)
+    if path.suffix.lower() in WAV_FORMATS:
+        plain = _plain_wav_data(path, sample_rate_hz)
+        if plain is not None:
+            return _read_samples(path, *plain, chunk_samples)
+    return chunks(load_audio(path, sample_rate_hz), chunk_samples)
 
 
 def chunks(samples: np.ndarray, chunk_samples: int) -> Iterator[np.ndarray]:
@@ -86,7 +96,62 @@ def to_float(samples: np.ndarray) -> np.ndarray:
     return samples.astype(np.float64, copy=False)
 
 
+def _checked_file(path: str | Path) -> Path:
+    """The path of a non-empty regular file, or AudioError."""
+    path = Path(path)
+    if path.is_dir():
+        raise AudioError("%s: is a directory" % path)
+    if not path.is_file():
+        raise AudioError("%s: no such file" % path)
+    if path.stat().st_size == 0:
+        raise AudioError("%s: empty file" % path)
+    return path
+
+
 # --- wav ------------------------------------------------------------------------------------
+
+
+def _plain_wav_data(path: Path, sample_rate_hz: int) -> tuple[int, int] | None:
+    """(data offset, samples) of a 16-bit mono PCM wav at sample_rate_hz whose header fits the first
+    read; None for any other file (decoded whole, which also names what is wrong with it)."""
+    try:
+        with path.open("rb") as file:
+            head = bytearray(file.read(WAV_HEADER_READ_BYTES))
+            size = file.seek(0, io.SEEK_END)
+    except OSError as exc:
+        raise AudioError("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+    fmt_body, data = _fmt_chunk(head), _data_chunk(head)
+    if fmt_body is None or data is None or len(head) < fmt_body + PCM_FMT_BYTES or not _integer_pcm(head):
+        return None
+    channels, rate_hz, _byte_rate, _block, bits = struct.unpack_from("<HIIHH", head, fmt_body + 2)
+    if (channels, rate_hz, bits) != (1, sample_rate_hz, 16):
+        return None
+    offset, declared_bytes = data
+    held = (size - offset) // 2
+    if declared_bytes >= STREAMING_DATA_SIZE:
+        samples = held
+    elif held < declared_bytes // 2:
+        raise AudioError("%s: truncated: header says %d frames, file holds %d" % (path, declared_bytes // 2, held))
+    else:
+        samples = declared_bytes // 2
+    if samples == 0:
+        raise AudioError("%s: no audio samples" % path)
+    return offset, samples
+
+
+def _read_samples(path: Path, offset: int, samples: int, chunk_samples: int) -> Iterator[np.ndarray]:
+    """samples int16 values from byte offset on, chunk_samples at a time."""
+    if chunk_samples <= 0:
+        raise ValueError("chunk_samples must be positive")
+    with path.open("rb") as file:
+        file.seek(offset)
+        for start in range(0, samples, chunk_samples):
+            count = min(chunk_samples, samples - start)
+            raw = file.read(count * 2)
+            if len(raw) < count * 2:
+                raise AudioError("%s: truncated while reading" % path)
+            yield np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
+
 
 
 def _decode_wav(path: Path, sample_rate_hz: int) -> np.ndarray:
@@ -133,13 +198,24 @@ def _integer_pcm(data: bytearray) -> bool:
 
 def _fmt_chunk(data: bytearray) -> int | None:
     """Offset of the fmt chunk's body in a RIFF/WAVE file, or None."""
+    found = _find_chunk(data, b"fmt ")
+    return found[0] if found is not None and found[0] + 2 <= len(data) else None
+
+
+def _data_chunk(data: bytearray) -> tuple[int, int] | None:
+    """(offset of the body, declared size) of the data chunk in a RIFF/WAVE file, or None."""
+    return _find_chunk(data, b"data")
+
+
+def _find_chunk(data: bytearray, wanted: bytes) -> tuple[int, int] | None:
+    """(offset of the body, declared size) of the first chunk called wanted whose header lies in data."""
     if len(data) < RIFF_HEADER_BYTES or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
     offset = RIFF_HEADER_BYTES
     while offset + CHUNK_HEADER_BYTES <= len(data):
         chunk_id, size = struct.unpack_from("<4sI", data, offset)
-        if chunk_id == b"fmt ":
-            return offset + CHUNK_HEADER_BYTES if offset + CHUNK_HEADER_BYTES + 2 <= len(data) else None
+        if chunk_id == wanted:
+            return offset + CHUNK_HEADER_BYTES, size
         offset += CHUNK_HEADER_BYTES + size + (size & 1)
     return None
 

@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from serd.audio import SAMPLE_RATE_HZ, StreamResampler, load_audio
+from serd.audio import SAMPLE_RATE_HZ, StreamResampler, stream_audio
 from serd.config import SourceConfig
 from serd.errors import SerdError, SourceError
 from serd.quiet import quiet_stderr
@@ -124,16 +124,17 @@ class FileSource(_ThreadSource):
         self.realtime = realtime
 
     def start(self, on_audio: AudioCallback) -> None:
-        """Decode the whole file (AudioError if it cannot), then deliver from the worker."""
-        samples = load_audio(self.path, SAMPLE_RATE_HZ)
+        """Check the file (AudioError if it cannot be read), then deliver from the worker."""
+        samples = stream_audio(self.path, self.chunk_samples, SAMPLE_RATE_HZ)
         self._launch(lambda: self._deliver(samples, on_audio))
 
-    def _deliver(self, samples: np.ndarray, on_audio: AudioCallback) -> None:
-        """Chunks in order; when paced, chunk k is due when its last sample would have been heard."""
+    def _deliver(self, samples: Iterator[np.ndarray], on_audio: AudioCallback) -> None:
+        """Chunks in order; when paced, a chunk is due when its last sample would have been heard."""
         started_s = time.monotonic()
-        for offset in range(0, len(samples), self.chunk_samples):
-            chunk = samples[offset : offset + self.chunk_samples]
-            wait_s = started_s + (offset + len(chunk)) / SAMPLE_RATE_HZ - time.monotonic() if self.realtime else 0.0
+        delivered = 0
+        for chunk in samples:
+            delivered += len(chunk)
+            wait_s = started_s + delivered / SAMPLE_RATE_HZ - time.monotonic() if self.realtime else 0.0
             if self._stopping.wait(max(0.0, wait_s)):
                 return
             on_audio(chunk)

@@ -42,7 +42,10 @@ class WindowAssembler:
 
     def reset(self) -> None:
         """Start a new segment."""
-        self._frames = np.zeros((0, self.n_features), dtype=np.float32)
+        # the held frames are _buffer[_start:_end], at most one window; room for two so that
+        # dropping the oldest frame is a slice move and compacting happens once a window
+        self._buffer = np.zeros((2 * self.params.frames, self.n_features), dtype=np.float32)
+        self._start = self._end = 0
         self._total = 0
         self._since_window = 0
         self._emitted = 0
@@ -56,8 +59,7 @@ class WindowAssembler:
         """Add frames; return the normalised windows they complete."""
         windows = []
         for frame in frames:
-            drop = max(0, len(self._frames) - self.params.frames + 1)  # hold at most one window of frames
-            self._frames = np.concatenate([self._frames[drop:], frame[None, :]])
+            self._hold(frame)
             self._total += 1
             self._since_window += 1
             due = self._emitted == 0 or self._since_window >= self.params.hop_frames
@@ -73,11 +75,21 @@ class WindowAssembler:
             return [self._release()]
         return []
 
+    def _hold(self, frame: np.ndarray) -> None:
+        """Append one frame, dropping the oldest beyond one window."""
+        if self._end == len(self._buffer):
+            held = self._end - self._start
+            self._buffer[:held] = self._buffer[self._start : self._end]
+            self._start, self._end = 0, held
+        self._buffer[self._end] = frame
+        self._end += 1
+        self._start = max(self._start, self._end - self.params.frames)
+
     def _release(self) -> np.ndarray:
         """Normalise the held frames (repeated to full length if short) as one window."""
         self._emitted += 1
         self._since_window = 0
-        held = self._frames
+        held = self._buffer[self._start : self._end]
         if len(held) < self.params.frames:
             held = np.resize(held, (self.params.frames, self.n_features))
         return normalise_window(held)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from serd.audio import StreamResampler, chunks, load_audio, resample
+from serd.audio import StreamResampler, chunks, load_audio, resample, stream_audio
 from serd.errors import AudioError
 
 SAMPLE_RATE_HZ = 16000
@@ -192,23 +192,61 @@ BAD_INPUTS = [
 ]
 
 
+READERS = {"load": load_audio, "stream": lambda path: stream_audio(path, 480)}  # stream: fails before the first chunk
+
+
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("name, make, reason", BAD_INPUTS, ids=[row[0] for row in BAD_INPUTS])
-def test_bad_input_is_one_clear_line(tmp_path, name, make, reason):
+def test_bad_input_is_one_clear_line(tmp_path, name, make, reason, reader):
     path = tmp_path / name
     if make is not None:
         make(path)
     with pytest.raises(AudioError) as error:
-        load_audio(path)
+        READERS[reader](path)
     message = str(error.value)
     assert message.startswith("%s: " % path)
     assert reason in message
     assert "\n" not in message
 
 
-def test_wav_without_frames_is_an_error(tmp_path):
+@pytest.mark.parametrize("reader", READERS)
+def test_wav_without_frames_is_an_error(tmp_path, reader):
     path = write_wav(tmp_path / "none.wav", np.zeros((0, 1)), SAMPLE_RATE_HZ, 2)
     with pytest.raises(AudioError, match="no audio samples"):
-        load_audio(path)
+        READERS[reader](path)
+
+
+def extensible_16k_mono(path: Path, audio: np.ndarray) -> Path:
+    """A 16-bit mono WAVE_FORMAT_EXTENSIBLE file with a LIST chunk before the data, written by hand."""
+    pcm = np.round(audio * 32768).astype("<i2").tobytes()
+    subformat = struct.pack("<HHHH", 1, 0, 0x10, 0x8000) + bytes.fromhex("00aa00389b71")  # KSDATAFORMAT_SUBTYPE_PCM
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, SAMPLE_RATE_HZ, 2 * SAMPLE_RATE_HZ, 2, 16, 22, 16, 4) + subformat
+    info = b"INFOISFT" + struct.pack("<I", 5) + b"serd\0\0"
+    chunks_ = [(b"fmt ", fmt), (b"LIST", info), (b"data", pcm)]
+    body = b"WAVE" + b"".join(name + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1) for name, data in chunks_)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+def test_streamed_file_equals_the_decoded_one(tmp_path, reference):
+    """16 kHz mono 16-bit wav is read from disk chunk by chunk, everything else decoded whole: same samples."""
+    unknown = write_wav(tmp_path / "unknown.wav", reference, SAMPLE_RATE_HZ, 2)
+    data = bytearray(unknown.read_bytes())
+    struct.pack_into("<I", data, 40, 0xFFFFFFFF)
+    unknown.write_bytes(bytes(data))
+    files = [write_wav(tmp_path / "plain.wav", reference, SAMPLE_RATE_HZ, 2), unknown,
+             extensible_16k_mono(tmp_path / "extensible.wav", reference),
+             write_wav(tmp_path / "stereo44k.wav", np.stack([tones(44100)] * 2, axis=1), 44100, 2)]
+    sox(str(files[0]), str(tmp_path / "tones.flac"))
+    files.append(tmp_path / "tones.flac")
+    for path in files:
+        whole = load_audio(path)
+        for chunk_samples in (160, 480, 1024, 16000, 40000):
+            parts = list(stream_audio(path, chunk_samples))
+            assert all(part.dtype == np.int16 for part in parts)
+            assert [len(part) for part in parts[:-1]] == [chunk_samples] * (len(parts) - 1), path
+            assert np.array_equal(np.concatenate(parts), whole), (path, chunk_samples)
+    assert np.array_equal(load_audio(files[2]), np.round(reference * 32768).astype(np.int16))
 
 
 def test_wav_with_unknown_length_header_is_read(tmp_path, reference):
