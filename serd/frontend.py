@@ -64,6 +64,7 @@ class SpeechFrontend:
         self.ring = ring
         self.feature_params = feature_params
         self._audio_span = window_params.frames * feature_params.hop_samples if keep_audio else 0
+        self._batch_samples = window_params.hop_frames * feature_params.hop_samples
         self._vad = VadGate(vad_params, feature_params.sample_rate_hz)
         self._features = StreamingFeatures(FeatureExtractor(feature_params))
         self._windows = WindowAssembler(window_params, feature_params.n_features)
@@ -112,7 +113,7 @@ class SpeechFrontend:
                 items.append(self._open(boundary.sample_index))
             else:
                 items.extend(self._close(boundary.sample_index))
-        if self._feature_cursor is not None:
+        if self._feature_cursor is not None and self._vad.decided_index >= self._next_batch_index():
             items.extend(self._featurise(self._vad.decided_index))
         if self._feature_cursor is None:
             self._released_index = self._vad_cursor
@@ -131,6 +132,12 @@ class SpeechFrontend:
         """If the writer lapped the reader, end open speech at the gap, skip to the oldest held
         sample and count the loss (features never splice audio across a gap)."""
         oldest = self.ring.start_index
+        if self._feature_cursor is not None and self._feature_cursor < oldest <= self._vad_cursor:
+            # only the features' lag was lapped: the segment goes on from the oldest held sample
+            self.lost_samples += oldest - self._feature_cursor
+            self._feature_cursor = self._segment_start_index = oldest
+            self._features.reset()
+            self._windows.reset()
         if self._vad_cursor >= oldest:
             return []
         items: list[FrontendItem] = []
@@ -170,9 +177,12 @@ class SpeechFrontend:
         samples = self.ring.read(self._feature_cursor, stop_index)
         self._feature_cursor = stop_index
         items: list[FrontendItem] = []
-        for frame in self._features.push(samples):
-            for window in self._windows.push(frame[None, :]):
-                items.append(self._ready(self._frame_end_index(), window))
+        frames = self._features.push(samples)
+        start = 0
+        while start < len(frames):  # up to the next window at a time, so that each window's end is known
+            take = min(len(frames) - start, self._windows.frames_to_next_window)
+            items.extend(self._ready(self._frame_end_index(), window) for window in self._windows.push(frames[start : start + take]))
+            start += take
         return items
 
     def _ready(self, end_index: int, window: np.ndarray) -> WindowReady:
@@ -185,6 +195,15 @@ class SpeechFrontend:
         except IndexError:  # the writer lapped this window's audio meanwhile: give what is left
             audio = np.zeros(0, dtype=np.int16)
         return WindowReady(self._segment_id, end_index, window, audio)
+
+    def _next_batch_index(self) -> int:
+        """Where the open segment's features are next computed, as one batch: at the end of the
+        next window's last frame, or one model hop of audio on, whichever comes first (so the
+        features lag the VAD by at most a hop, whatever the window length)."""
+        params = self.feature_params
+        frames = self._windows.total_frames + self._windows.frames_to_next_window
+        window_end = self._segment_start_index + (frames - 1) * params.hop_samples + params.frame_samples
+        return min(window_end, self._feature_cursor + self._batch_samples)
 
     def _frame_end_index(self) -> int:
         """Absolute index one past the last sample of the newest frame of the open segment."""

@@ -55,13 +55,23 @@ class WindowAssembler:
         """Frames seen in this segment."""
         return self._total
 
+    @property
+    def frames_to_next_window(self) -> int:
+        """Frames still to push before push() releases the next window (at least 1)."""
+        if self._emitted == 0:
+            return max(1, self.params.frames - self._total)
+        return max(1, self.params.hop_frames - self._since_window)
+
     def push(self, frames: np.ndarray) -> list[np.ndarray]:
         """Add frames; return the normalised windows they complete."""
         windows = []
-        for frame in frames:
-            self._hold(frame)
-            self._total += 1
-            self._since_window += 1
+        start = 0
+        while start < len(frames):
+            take = min(len(frames) - start, self.frames_to_next_window)  # no window is due before the last of these
+            self._hold(frames[start : start + take])
+            start += take
+            self._total += take
+            self._since_window += take
             due = self._emitted == 0 or self._since_window >= self.params.hop_frames
             if self._total >= self.params.frames and due:
                 windows.append(self._release())
@@ -75,15 +85,20 @@ class WindowAssembler:
             return [self._release()]
         return []
 
-    def _hold(self, frame: np.ndarray) -> None:
-        """Append one frame, dropping the oldest beyond one window."""
-        if self._end == len(self._buffer):
-            held = self._end - self._start
-            self._buffer[:held] = self._buffer[self._start : self._end]
-            self._start, self._end = 0, held
-        self._buffer[self._end] = frame
-        self._end += 1
-        self._start = max(self._start, self._end - self.params.frames)
+    def _hold(self, frames: np.ndarray) -> None:
+        """Append frames, dropping the oldest beyond one window."""
+        size, count = self.params.frames, len(frames)
+        if count >= size:
+            self._buffer[:size] = frames[-size:]
+            self._start, self._end = 0, size
+            return
+        if self._end + count > len(self._buffer):
+            keep = min(self._end - self._start, size - count)
+            self._buffer[:keep] = self._buffer[self._end - keep : self._end]
+            self._start, self._end = 0, keep
+        self._buffer[self._end : self._end + count] = frames
+        self._end += count
+        self._start = max(self._start, self._end - size)
 
     def _release(self) -> np.ndarray:
         """Normalise the held frames (repeated to full length if short) as one window."""

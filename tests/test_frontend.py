@@ -170,6 +170,29 @@ def test_a_lapped_reader_ends_open_speech_at_the_gap_and_counts_the_loss(ravdess
     assert all(item.sample_index >= 28000 for item in started)
 
 
+def test_features_computed_in_batches_survive_a_lap_of_their_lag(clip):
+    ring = RingBuffer(2 * SAMPLE_RATE_HZ)
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    ring.write(clip[:24000])
+    assert any(isinstance(item, SegmentStarted) for item in frontend.process())
+    ring.write(clip[24000:24480])
+    frontend.process()
+    feature_cursor = frontend.released_index  # features wait for a window or a hop of audio
+    assert feature_cursor < frontend.consumed_index == 24480
+    end = feature_cursor + 200 + 2 * SAMPLE_RATE_HZ
+    ring.write(clip[24480:end])  # the oldest held sample passes the features by 200, not the VAD
+    items = frontend.process()
+    assert frontend.lost_samples == 200
+    for chunk in chunks(clip[end:], 480):
+        ring.write(chunk)
+        items += frontend.process()
+    items += frontend.flush()
+    ended = [item for item in items if isinstance(item, SegmentEnded)]
+    assert len(ended) == 1 and ended[0].sample_index > 24480 + SAMPLE_RATE_HZ  # not at the lap: the segment went on
+    windows = [item for item in items if isinstance(item, WindowReady)]
+    assert windows and all(feature_cursor + 200 < item.sample_index <= ended[0].sample_index for item in windows)
+
+
 def test_kept_audio_is_exactly_the_span_of_each_window(conversation):
     ring = RingBuffer(len(conversation))
     frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS, keep_audio=True)
