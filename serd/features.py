@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from serd.audio import to_float
+
 LOG_FLOOR = 1e-6
-INT16_FULL_SCALE = 32768.0
 INDEXED_FRAMES_MAX = 64  # streaming pushes of up to this many frames gather by index (sliding_window_view costs ~50 us a call)
 
 
@@ -105,7 +106,7 @@ class FeatureExtractor:
 
     def compute(self, samples: np.ndarray) -> np.ndarray:
         """All whole frames of samples (int16 or float in [-1, 1]), shape (frames, n_features), float32."""
-        audio = as_float(samples)
+        audio = to_float(samples)
         count = self.n_frames(len(audio))
         if count == 0:
             return np.zeros((0, self.params.n_features), dtype=np.float32)
@@ -135,7 +136,7 @@ class StreamingFeatures:
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Frames completed by these samples, shape (frames, n_features)."""
-        self._pending = np.concatenate([self._pending, as_float(samples)])
+        self._pending = np.concatenate([self._pending, to_float(samples)])
         frames = self.extractor.compute(self._pending)
         consumed = len(frames) * self.extractor.params.hop_samples
         self._pending = self._pending[consumed:]
@@ -147,11 +148,3 @@ def normalise_window(window: np.ndarray) -> np.ndarray:
     mean = window.mean(axis=0, keepdims=True)
     std = window.std(axis=0, keepdims=True)
     return ((window - mean) / (std + 1e-5)).astype(np.float32)
-
-
-def as_float(samples: np.ndarray) -> np.ndarray:
-    """int16 -> float64 in [-1, 1]; floats pass through as float64."""
-    samples = np.asarray(samples)
-    if samples.dtype == np.int16:
-        return samples.astype(np.float64) / INT16_FULL_SCALE
-    return samples.astype(np.float64, copy=False)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from serd.audio import to_float
 from serd.errors import ModelError
-from serd.features import FeatureParams, as_float, mel_filterbank
+from serd.features import FeatureParams, mel_filterbank
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class WhisperLogMel:
 
     def __call__(self, samples: np.ndarray) -> np.ndarray:
         """(80, n_frames) features of int16 or float [-1, 1] mono 16 kHz samples; n_frames = len // 160."""
-        audio = as_float(samples)
+        audio = to_float(samples)
         padded = np.pad(audio, N_FFT // 2, mode="reflect") if len(audio) > N_FFT // 2 else np.pad(audio, N_FFT // 2)
         n_frames = 1 + (len(padded) - N_FFT) // HOP_SAMPLES
         index = np.arange(N_FFT)[None, :] + HOP_SAMPLES * np.arange(n_frames)[:, None]

@@ -9,8 +9,7 @@ import logging
 import numpy as np
 
 from serd import metrics
-from serd.audio import load_audio
-from serd.features import INT16_FULL_SCALE
+from serd.audio import INT16_FULL_SCALE, load_audio
 from tools import data
 
 log = logging.getLogger(__name__)

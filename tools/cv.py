@@ -54,6 +54,8 @@ VARIANTS = (
             TrainSettings(epochs=50, spec_augment=True, aug_copies=4, distill_weight=0.9)),
     Variant("kdwide50w9", "as kdwide50 with distillation weight 0.9",
             TrainSettings(epochs=50, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
+    Variant("kdwide80w9", "as kdwide50w9, 80 epochs",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
 )
 
 
@@ -175,22 +177,24 @@ def run_study(args) -> dict:
 
 
 def add_costs(study: dict, clips: list[data.Clip]) -> None:
-    """int8 size and invoke time of every variant's architecture, and the teacher's, where missing."""
+    """int8 size and invoke time of every variant's architecture, and the teacher's, where missing
+    or timed on another CPU (so that one table holds times of one machine)."""
     from tools import export, model
 
     by_name = {v.name: v for v in VARIANTS}
     windows = data.compute_windows(clips, None, 0).windows
+    host = export.host_cpu()
     for name, entry in study["variants"].items():
-        if "cost" in entry or name not in by_name:
+        if entry.get("cost", {}).get("cpu") == host or name not in by_name:
             continue
         settings = by_name[name].settings
         untrained = model.build_model(windows.shape[1], windows.shape[2], settings)  # size and speed do not depend on weights
         int8_bytes = export.convert_int8(untrained, windows, settings.seed)
         timing = export.invoke_ms(int8_bytes, windows[0])
         entry["cost"] = {"int8_bytes": len(int8_bytes), "invoke_ms": round(timing["median_ms"], 3),
-                         "parameters": int(untrained.count_params())}
+                         "parameters": int(untrained.count_params()), "cpu": timing["cpu"]}
     teacher_entry = study.get("baselines", {}).get("whisper_teacher")
-    if teacher_entry is not None and "cost" not in teacher_entry:
+    if teacher_entry is not None and teacher_entry.get("cost", {}).get("cpu") != host:
         from tools import teacher
 
         teacher_entry["cost"] = teacher.cost()

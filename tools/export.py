@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -114,7 +115,26 @@ def invoke_ms(model_bytes: bytes, window: np.ndarray) -> dict:
         start = time.perf_counter()
         runner.invoke()
         times_ms.append((time.perf_counter() - start) * 1000.0)
-    return {"median_ms": float(np.median(times_ms)), "p95_ms": float(np.percentile(times_ms, 95)), "runs": TIMING_RUNS}
+    return {"median_ms": float(np.median(times_ms)), "p95_ms": float(np.percentile(times_ms, 95)), "runs": TIMING_RUNS, "cpu": host_cpu()}
+
+
+INT8_ISA_FLAGS = ("avx512_vnni", "avx_vnni", "avx512bw", "avx2", "asimddp", "asimd")  # widest first
+
+
+def host_cpu() -> str:
+    """The CPU's model name and its widest int8 instruction set: invoke times depend on both."""
+    model_name, flags = platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model_name == platform.machine():
+                model_name = value.strip()
+            elif key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+    except OSError:
+        pass
+    isa = next((flag for flag in INT8_ISA_FLAGS if flag in flags), "")
+    return "%s (%s)" % (model_name, isa) if isa else model_name
 
 
 def io_details(model_bytes: bytes) -> dict:

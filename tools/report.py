@@ -62,6 +62,7 @@ def model_metrics(facts: dict) -> dict:
         "invoke_ms_median": round(facts["invoke"]["median_ms"], 3),
         "invoke_ms_p95": round(facts["invoke"]["p95_ms"], 3),
         "invoke_threads": 1,
+        "invoke_cpu": facts["invoke"]["cpu"],
         "input": facts["io"],
         "train_window_int8_float_top1_agreement": round(facts["train_window_top1_agreement"], 4),
     }

@@ -182,6 +182,7 @@ def cost() -> dict:
     import time
 
     from serd.whisper import ENCODER_DIM, SAMPLE_RATE_HZ, WhisperEncoder, default_encoder_dir
+    from tools.export import host_cpu
 
     encoder = WhisperEncoder(threads=1)
     window = (3000 * np.sin(np.arange(2 * SAMPLE_RATE_HZ) * 0.05)).astype(np.int16)
@@ -192,7 +193,7 @@ def cost() -> dict:
         times_ms.append((time.perf_counter() - started) * 1000.0)
     head_bytes = 2 * ENCODER_DIM * (len(data.LABELS) + 2) * 8 + len(data.LABELS) * 8
     return {"size_bytes": (default_encoder_dir() / "model.bin").stat().st_size + head_bytes,
-            "invoke_ms": round(float(np.median(times_ms)), 3), "format": "CTranslate2 int8 encoder + float head"}
+            "invoke_ms": round(float(np.median(times_ms)), 3), "cpu": host_cpu(), "format": "CTranslate2 int8 encoder + float head"}
 
 
 def write_backend(clips: list[data.Clip], out: Path, teacher_cv: dict, workers: int = 2,

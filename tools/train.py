@@ -127,14 +127,21 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
-    """Rebuild OUT's JSON cards (serd-emotion, serd-whisper) and MODEL_CARD.md from the current CV results (models unchanged)."""
-    from tools import report
+    """Rebuild OUT's JSON cards (serd-emotion, serd-whisper) and MODEL_CARD.md from the current CV results (models unchanged);
+    on another CPU than the one the times were taken on, time the model and the study's architectures again."""
+    from tools import cv, export, report
 
     card_path = args.out / ("%s.json" % MODEL_NAME)
     card = json.loads(card_path.read_text())
     cv_results = _read_json(args.cv_results or args.out / CV_RESULTS)
     kept = {k: v for k, v in card["metrics"].items() if not k.startswith(("cv", "calibration"))}
     card["metrics"] = {**kept, **report.card_metrics(cv_results, None)}
+    if card["metrics"].get("invoke_cpu") != export.host_cpu():  # times of this machine, for the model and the study alike
+        window = np.zeros(card["metrics"]["input"]["input_shape"][1:3], dtype=np.float32)
+        timing = export.invoke_ms((args.out / ("%s.tflite" % MODEL_NAME)).read_bytes(), window)
+        card["metrics"].update(invoke_ms_median=round(timing["median_ms"], 3), invoke_ms_p95=round(timing["p95_ms"], 3), invoke_cpu=timing["cpu"])
+        cv.add_costs(cv_results, load_clips(args))
+        (args.cv_results or args.out / CV_RESULTS).write_text(json.dumps(cv_results, indent=1) + "\n")
     card["temperature"] = float(cv_results.get("calibration", {}).get("temperature", card["temperature"]))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     report.write_model_card(card, cv_results, args.out / "MODEL_CARD.md")
