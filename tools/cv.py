@@ -59,7 +59,7 @@ VARIANTS = (
 )
 
 
-STUDY = ("clean25", "clean50", "spec50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9")  # the card's table; default of --cv
+STUDY = ("clean25", "clean50", "spec50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9", "kdwide80w9")  # the card's table; default of --cv
 
 
 def variant(name: str) -> Variant:
