@@ -190,7 +190,7 @@ def _deployment_section(card: dict, cv_results: dict) -> str:
         metrics["input"]["input_dtype"], metrics["input"]["input_shape"], metrics["input"]["output_dtype"], metrics["input"]["output_shape"],
         metrics["size_bytes"], metrics["float_size_bytes"]))
     lines.append("- Invoke time (LiteRT with XNNPACK, 1 thread, %s): median %.3f ms, p95 %.3f ms per window; int8 kernels run "
-                 "several times faster on CPUs with VNNI instructions than on AVX2-only ones." % (
+                 "several times faster on CPUs with int8 dot-product instructions (VNNI) than on AVX2-only ones." % (
                      metrics.get("invoke_cpu", "this machine"), metrics["invoke_ms_median"], metrics["invoke_ms_p95"]))
     int8 = cv_results.get("int8")
     if int8:
