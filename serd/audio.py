@@ -67,6 +67,8 @@ def stream_audio(path: str | Path, chunk_samples: int, sample_rate_hz: int = SAM
     A WAV that already is 16-bit mono at sample_rate_hz is read from disk chunk by chunk, so a long
     recording costs no memory; any other file is decoded whole first.
     """
+    if chunk_samples <= 0:
+        raise ValueError("chunk_samples must be positive")
     path = _checked_file(path)
     if path.suffix.lower() in WAV_FORMATS:
         plain = _plain_wav_data(path, sample_rate_hz)
@@ -141,8 +143,6 @@ def _plain_wav_data(path: Path, sample_rate_hz: int) -> tuple[int, int] | None:
 
 def _read_samples(path: Path, offset: int, samples: int, chunk_samples: int) -> Iterator[np.ndarray]:
     """samples int16 values from byte offset on, chunk_samples at a time."""
-    if chunk_samples <= 0:
-        raise ValueError("chunk_samples must be positive")
     with path.open("rb") as file:
         file.seek(offset)
         for start in range(0, samples, chunk_samples):
@@ -151,7 +151,6 @@ def _read_samples(path: Path, offset: int, samples: int, chunk_samples: int) -> 
             if len(raw) < count * 2:
                 raise AudioError("%s: truncated while reading" % path)
             yield np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
-
 
 
 def _decode_wav(path: Path, sample_rate_hz: int) -> np.ndarray:

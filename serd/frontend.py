@@ -177,12 +177,8 @@ class SpeechFrontend:
         samples = self.ring.read(self._feature_cursor, stop_index)
         self._feature_cursor = stop_index
         items: list[FrontendItem] = []
-        frames = self._features.push(samples)
-        start = 0
-        while start < len(frames):  # up to the next window at a time, so that each window's end is known
-            take = min(len(frames) - start, self._windows.frames_to_next_window)
-            items.extend(self._ready(self._frame_end_index(), window) for window in self._windows.push(frames[start : start + take]))
-            start += take
+        for frames_seen, window in self._windows.push_counted(self._features.push(samples)):
+            items.append(self._ready(self._frame_end_index(frames_seen), window))
         return items
 
     def _ready(self, end_index: int, window: np.ndarray) -> WindowReady:
@@ -200,15 +196,13 @@ class SpeechFrontend:
         """Where the open segment's features are next computed, as one batch: at the end of the
         next window's last frame, or one model hop of audio on, whichever comes first (so the
         features lag the VAD by at most a hop, whatever the window length)."""
-        params = self.feature_params
-        frames = self._windows.total_frames + self._windows.frames_to_next_window
-        window_end = self._segment_start_index + (frames - 1) * params.hop_samples + params.frame_samples
+        window_end = self._frame_end_index(self._windows.total_frames + self._windows.frames_to_next_window)
         return min(window_end, self._feature_cursor + self._batch_samples)
 
-    def _frame_end_index(self) -> int:
-        """Absolute index one past the last sample of the newest frame of the open segment."""
+    def _frame_end_index(self, frames_seen: int) -> int:
+        """Absolute index one past the last sample of frame number frames_seen (from 1) of the open segment."""
         params = self.feature_params
-        return self._segment_start_index + (self._windows.total_frames - 1) * params.hop_samples + params.frame_samples
+        return self._segment_start_index + (frames_seen - 1) * params.hop_samples + params.frame_samples
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,10 @@ class WindowAssembler:
 
     def push(self, frames: np.ndarray) -> list[np.ndarray]:
         """Add frames; return the normalised windows they complete."""
+        return [window for _, window in self.push_counted(frames)]
+
+    def push_counted(self, frames: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Add frames; return (frames seen in the segment when released, window) for each window they complete."""
         windows = []
         start = 0
         while start < len(frames):
@@ -74,7 +78,7 @@ class WindowAssembler:
             self._since_window += take
             due = self._emitted == 0 or self._since_window >= self.params.hop_frames
             if self._total >= self.params.frames and due:
-                windows.append(self._release())
+                windows.append((self._total, self._release()))
         return windows
 
     def finish(self) -> list[np.ndarray]:

@@ -44,6 +44,17 @@ def test_long_segment_windows_and_hops(count):
         np.testing.assert_allclose(window, normalise_window(frames[start : start + PARAMS.frames]), atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk_frames", [1, 7, 50, 1000])
+def test_push_counted_gives_the_frame_each_window_ends_at(chunk_frames):
+    frames = segment_frames(1000)
+    assembler = WindowAssembler(PARAMS, N_FEATURES)
+    counted = [item for start in range(0, len(frames), chunk_frames) for item in assembler.push_counted(frames[start : start + chunk_frames])]
+    starts = [start for start in expected_starts(1000) if start % PARAMS.hop_frames == 0]  # the ones push releases; finish() gives the rest
+    assert [seen for seen, _ in counted] == [start + PARAMS.frames for start in starts]
+    for seen, window in counted:
+        np.testing.assert_allclose(window, normalise_window(frames[seen - PARAMS.frames : seen]), atol=1e-6)
+
+
 def test_window_count_examples():
     assert [len(all_windows(segment_frames(n))) for n in (200, 224, 225, 300, 349)] == [1, 1, 2, 3, 4]
 
