@@ -32,7 +32,9 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """Wire form: schema, type, then the fields."""
         data: dict[str, Any] = {"schema": SCHEMA_VERSION, "type": self.TYPE}
-        data.update(dataclasses.asdict(self))
+        for item in dataclasses.fields(self):  # fields are scalars or flat dicts: a shallow copy is a full copy
+            value = getattr(self, item.name)
+            data[item.name] = dict(value) if isinstance(value, dict) else value
         return data
 
 
