@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,8 +64,10 @@ def mel_to_hz(mels: np.ndarray) -> np.ndarray:
     return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), f_sp * mels)
 
 
+@functools.lru_cache(maxsize=4)
 def mel_filterbank(params: FeatureParams) -> np.ndarray:
-    """Slaney-normalised triangular filters, shape (n_mels, n_fft // 2 + 1)."""
+    """Slaney-normalised triangular filters, shape (n_mels, n_fft // 2 + 1); read-only, made once per
+    params (`serd analyze` builds a front end per file)."""
     fft_freqs_hz = np.linspace(0.0, params.sample_rate_hz / 2.0, params.n_fft // 2 + 1)
     mel_edges = np.linspace(hz_to_mel(params.fmin_hz), hz_to_mel(params.fmax_hz), params.n_mels + 2)
     edges_hz = mel_to_hz(mel_edges)
@@ -74,6 +77,7 @@ def mel_filterbank(params: FeatureParams) -> np.ndarray:
     upper = ramps[2:] / widths_hz[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    weights.flags.writeable = False
     return weights
 
 
