@@ -129,7 +129,8 @@ def markdown(s: dict, results: dict) -> str:
     for key, name in STAGE_NAMES.items():
         row = _get(results, "serd", "hop_ms", key, default={})
         lines.append("| %s | %.3f | %.3f | %.3f |" % (name, row.get("p50", NAN), row.get("p99", NAN), row.get("max", NAN)))
-    lines += ["", "hops with a model run: %s" % _get(results, "serd", "hop_ms", "hops", "count")]
+    lines += ["", "hops with a model run: %s, of which %s ran it twice"
+              % (_get(results, "serd", "hop_ms", "hops", "count"), _get(results, "serd", "hop_ms", "hops", "two_windows"))]
     lines += ["", "## End-to-end latency, capture -> subscriber (ms)", "", "| transport | events | p50 | p99 | max | make p99 | transport p99 |", "|---|---|---|---|---|---|---|"]
     for transport in ("zmq", "mqtt"):
         e2e = _get(results, "live", transport, "e2e", default={})

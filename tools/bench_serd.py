@@ -161,7 +161,7 @@ def hop_latency(chunks: list[dict]) -> dict[str, dict[str, float]]:
     releasing = [chunk["total_s"] for chunk in chunks if chunk["windows"] > 0]
     table["releasing_call"] = _percentiles_ms(releasing)
     table["any_call"] = _percentiles_ms([chunk["total_s"] for chunk in chunks])
-    table["hops"] = {"count": len(model_hops)}
+    table["hops"] = {"count": len(model_hops), "two_windows": sum(1 for hop in model_hops if hop["released"] > 1)}
     return table
 
 
