@@ -129,7 +129,7 @@ def markdown(s: dict, results: dict) -> str:
     for key, name in STAGE_NAMES.items():
         row = _get(results, "serd", "hop_ms", key, default={})
         lines.append("| %s | %.3f | %.3f | %.3f |" % (name, row.get("p50", NAN), row.get("p99", NAN), row.get("max", NAN)))
-    lines += ["", "hops with a model run: %s, of which %s ran it twice"
+    lines += ["", "hops with a model run: %s, of which %s ran it more than once"
               % (_get(results, "serd", "hop_ms", "hops", "count"), _get(results, "serd", "hop_ms", "hops", "two_windows"))]
     lines += ["", "## End-to-end latency, capture -> subscriber (ms)", "", "| transport | events | p50 | p99 | max | make p99 | transport p99 |", "|---|---|---|---|---|---|---|"]
     for transport in ("zmq", "mqtt"):
