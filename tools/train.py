@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the CV results")
     parser.add_argument("--choose", default="", help="CV: ship this variant instead of the best-UAR one")
     parser.add_argument("--baselines", action="store_true", help="CV: run the baselines too")
-    parser.add_argument("--teacher", action="store_true", help="CV: evaluate the Whisper distillation teacher too")
+    parser.add_argument("--teacher", action="store_true", help="CV: evaluate the Whisper distillation teacher too (plain and speaker-centred)")
+    parser.add_argument("--baselines-only", action="store_true", help="CV: run only --baselines / --teacher, no student variant")
     parser.add_argument("--no-whisper", action="store_true", help="do not write the opt-in whisper backend (serd-whisper.*)")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
     parser.add_argument("--aug-copies", type=int, help="override the augmented copies per clip")
@@ -122,6 +123,8 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
     from tools import teacher
 
     features = teacher.version_features(clips, settings.audio, settings.aug_copies, workers)
+    if settings.teacher_centred:
+        features = teacher.speaker_centred(clips, versions, features)
     head = teacher.fold_head(versions, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool))
     return [head.logits(f) for f in features]
 
@@ -181,7 +184,8 @@ def teacher_record(settings: TrainSettings) -> dict | None:
     from tools import teacher
 
     return {"encoder": "Whisper tiny.en (CTranslate2 int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
-            "head": teacher.DESCRIPTION % teacher.HEAD_C, "distill_weight": settings.distill_weight,
+            "head": teacher.DESCRIPTION % teacher.HEAD_C + (teacher.CENTRED_NOTE if settings.teacher_centred else ""),
+            "distill_weight": settings.distill_weight,
             "temperature": settings.distill_temperature}
 
 
