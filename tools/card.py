@@ -122,7 +122,7 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     lines.append("\n" + _comparison_table(cv_results))
     distilled = card["training"].get("teacher")
     if distilled:
-        which = "the speaker-centred teacher" if "subtracted" in distilled.get("head", "") else "the teacher on plain features"
+        which = "the speaker-centred teacher" if distilled.get("speaker_centred") else "the teacher on plain features"
         lines.append("\nThis model was distilled from %s: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
                      "T = %.1f, window by window; augmented copies get the teacher's output on the augmented audio. Encoder: %s, "
                      "`%s`, SHA-256 `%s`." % (which, distilled["distill_weight"], distilled["temperature"], distilled["encoder"],

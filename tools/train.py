@@ -185,7 +185,7 @@ def teacher_record(settings: TrainSettings) -> dict | None:
 
     return {"encoder": "Whisper tiny.en (CTranslate2 int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
             "head": teacher.DESCRIPTION % teacher.HEAD_C + (teacher.CENTRED_NOTE if settings.teacher_centred else ""),
-            "distill_weight": settings.distill_weight,
+            "speaker_centred": settings.teacher_centred, "distill_weight": settings.distill_weight,
             "temperature": settings.distill_temperature}
 
 
