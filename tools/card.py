@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tools.teacher import CENTRED_NAME
+
 PERCENT = 100.0
 
 
@@ -135,7 +137,6 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
 
 COMPARISON_BASELINES = (("mfcc_dense", "seed-style 13 MFCC dense net"), ("egemaps_svm", "eGeMAPS + SVM"))
 NO_KD_VARIANT = "full50"
-CENTRED_TEACHER = "whisper_teacher_centred"
 
 
 def _comparison_table(cv_results: dict) -> str:
@@ -146,8 +147,8 @@ def _comparison_table(cv_results: dict) -> str:
         rows.append(("student without distillation (%s)" % NO_KD_VARIANT, variants[NO_KD_VARIANT]))
     rows += [("student with distillation (%s)" % name, v) for name, v in variants.items() if v.get("settings", {}).get("distill_weight", 0) > 0]
     rows.append(("teacher (Whisper tiny.en + head)", baselines["whisper_teacher"]))
-    if CENTRED_TEACHER in baselines:
-        centred = dict(baselines[CENTRED_TEACHER], cost=baselines[CENTRED_TEACHER].get("cost") or baselines["whisper_teacher"].get("cost", {}))
+    if CENTRED_NAME in baselines:
+        centred = dict(baselines[CENTRED_NAME], cost=baselines[CENTRED_NAME].get("cost") or baselines["whisper_teacher"].get("cost", {}))
         rows.append(("teacher, speaker-centred features¹", centred))
     labels = list(rows[0][1]["per_class_recall"])
     head = "| model | UAR | macro-F1 | %s | size | per window |\n|---|---|---|%s---|---|" % (" | ".join(labels), "---|" * len(labels))
@@ -162,7 +163,7 @@ def _comparison_table(cv_results: dict) -> str:
     note = ("\n\n¹ Each speaker's mean teacher feature vector, taken from that speaker's clean windows without labels, is "
             "subtracted before the head; for the held-out speakers that mean comes from all their clips, so this row "
             "assumes a voice already heard for a few minutes. A student distilled from it never sees a held-out "
-            "speaker's mean: its soft labels cover the training speakers only." if CENTRED_TEACHER in baselines else "")
+            "speaker's mean: its soft labels cover the training speakers only." if CENTRED_NAME in baselines else "")
     return ("Side by side on the same folds (UAR and macro-F1 in %%, mean ± std over folds; per-class recall in %%, pooled; "
             "student sizes are the int8 TFLite files, times one thread):\n\n%s\n%s%s" % (head, "\n".join(body), note))
 

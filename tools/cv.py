@@ -204,12 +204,11 @@ def add_costs(study: dict, clips: list[data.Clip]) -> None:
     from tools import export, model
 
     by_name = {v.name: v for v in VARIANTS}
-    windows = data.compute_windows(clips, None, 0).windows
     host = export.host_cpu()
-    for name, entry in study["variants"].items():
-        if entry.get("cost", {}).get("cpu") == host or name not in by_name:
-            continue
-        settings = by_name[name].settings
+    untimed = [name for name, entry in study["variants"].items() if name in by_name and entry.get("cost", {}).get("cpu") != host]
+    windows = data.compute_windows(clips, None, 0).windows if untimed else None
+    for name in untimed:
+        entry, settings = study["variants"][name], by_name[name].settings
         untrained = model.build_model(windows.shape[1], windows.shape[2], settings)  # size and speed do not depend on weights
         int8_bytes = export.convert_int8(untrained, windows, settings.seed)
         timing = export.invoke_ms(int8_bytes, windows[0])

@@ -143,8 +143,8 @@ def refresh_card(args: argparse.Namespace) -> Path:
         window = np.zeros(card["metrics"]["input"]["input_shape"][1:3], dtype=np.float32)
         timing = export.invoke_ms((args.out / ("%s.tflite" % MODEL_NAME)).read_bytes(), window)
         card["metrics"].update(invoke_ms_median=round(timing["median_ms"], 3), invoke_ms_p95=round(timing["p95_ms"], 3), invoke_cpu=timing["cpu"])
-        cv.add_costs(cv_results, load_clips(args))
-        (args.cv_results or args.out / CV_RESULTS).write_text(json.dumps(cv_results, indent=1) + "\n")
+    cv.add_costs(cv_results, load_clips(args))  # times only what is missing or was timed on another CPU
+    (args.cv_results or args.out / CV_RESULTS).write_text(json.dumps(cv_results, indent=1) + "\n")
     card["temperature"] = float(cv_results.get("calibration", {}).get("temperature", card["temperature"]))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     report.write_model_card(card, cv_results, args.out / "MODEL_CARD.md")
