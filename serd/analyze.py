@@ -11,6 +11,8 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.pipeline import vad_params
 from serd.ringbuffer import RingBuffer
+from serd import speaker
+from serd.speaker import SpeakerStats
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,17 @@ class FileAnalysis:
         }
 
 
-def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig) -> FileAnalysis:
-    """Run the daemon's front end and model over a whole clip (16 kHz mono int16)."""
+def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voice: SpeakerStats | None = None) -> FileAnalysis:
+    """Run the daemon's front end and model over a whole clip (16 kHz mono int16).
+
+    A speaker-normalised model starts from a fresh voice estimate unless voice (which the clip then
+    updates) carries one over from earlier clips of the same speaker."""
     rate_hz = model.card.sample_rate_hz
     ring = RingBuffer(max(len(samples), 1))
-    frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio)
+    if voice is None:
+        voice = speaker.for_card(model.card)
+    frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio,
+                              speaker=voice)
     ring.write(samples)
     segments, all_rows, rows, start = [], [], [], 0
     for item in frontend.process() + frontend.flush():

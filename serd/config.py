@@ -46,6 +46,8 @@ class ModelConfig:
 
     path: str = doc("model file (.tflite, or .npz for the opt-in whisper backend; its .json card beside it) "
                    "or a shipped model's name: serd-emotion or serd-whisper; empty = serd-emotion", "")
+    speaker_memory_s: float = doc("speaker-normalised models: seconds of speech after which an earlier voice has faded "
+                                  "to 1/e in the running estimate; 0 = never forget", 300.0)
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,7 @@ RULES = (
     ("mqtt", "qos", lambda v: v in (0, 1, 2), "must be 0, 1 or 2"),
     ("mqtt", "keepalive_s", lambda v: v >= 5, "must be at least 5"),
     ("mqtt", "reconnect_max_s", lambda v: v >= 1, "must be at least 1"),
+    ("model", "speaker_memory_s", lambda v: v >= 0, "must not be negative"),
     ("daemon", "status_interval_s", lambda v: v > 0, "must be positive"),
     ("daemon", "log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
 )

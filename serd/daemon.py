@@ -184,6 +184,7 @@ class Daemon:
             overruns=self.source.overruns if self.source is not None else 0,
             lost_samples=self.pipeline.frontend.lost_samples,
             dropped=self.publishers.dropped_counts(),
+            speaker_speech_s=round(self.pipeline.speaker_speech_s, 1),
         )
 
     def _publish(self, events: list[Event]) -> None:

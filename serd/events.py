@@ -85,6 +85,7 @@ class Status(Event):
     overruns: int = 0
     lost_samples: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    speaker_speech_s: float = 0.0  # speech heard by the running voice estimate (speaker-normalised models)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

@@ -8,6 +8,7 @@ import numpy as np
 
 from serd.features import FeatureExtractor, FeatureParams, StreamingFeatures
 from serd.ringbuffer import RingBuffer
+from serd.speaker import SpeakerStats
 from serd.vad import VadGate, VadParams
 from serd.windows import WindowAssembler, WindowParams
 
@@ -50,6 +51,9 @@ class SpeechFrontend:
     Synchronous and thread-free: call process() whenever the ring has grown. Audio that the
     reader lost because the writer lapped it is skipped and counted in lost_samples. With
     keep_audio, each window carries the samples it covers (at most one window's span of the segment).
+    Windows are normalised per window, or with speaker by the running estimate of the voice (which
+    every speech frame updates before the windows it completes are released), or not at all when
+    normalise is false and no speaker is given (training normalises them later).
     """
 
     def __init__(
@@ -60,14 +64,17 @@ class SpeechFrontend:
         window_params: WindowParams,
         start_index: int | None = None,
         keep_audio: bool = False,
+        normalise: bool = True,
+        speaker: SpeakerStats | None = None,
     ):
         self.ring = ring
+        self.speaker = speaker
         self.feature_params = feature_params
         self._audio_span = window_params.frames * feature_params.hop_samples if keep_audio else 0
         self._batch_samples = window_params.hop_frames * feature_params.hop_samples
         self._vad = VadGate(vad_params, feature_params.sample_rate_hz)
         self._features = StreamingFeatures(FeatureExtractor(feature_params))
-        self._windows = WindowAssembler(window_params, feature_params.n_features)
+        self._windows = WindowAssembler(window_params, feature_params.n_features, normalise and speaker is None)
         self._vad_cursor = ring.start_index if start_index is None else start_index  # next sample the VAD has not seen
         self._vad.start_at(self._vad_cursor)
         self._feature_cursor: int | None = None  # next sample of the open segment not yet featurised
@@ -177,12 +184,17 @@ class SpeechFrontend:
         samples = self.ring.read(self._feature_cursor, stop_index)
         self._feature_cursor = stop_index
         items: list[FrontendItem] = []
-        for frames_seen, window in self._windows.push_counted(self._features.push(samples)):
+        frames = self._features.push(samples)
+        if self.speaker is not None:
+            self.speaker.observe(frames)
+        for frames_seen, window in self._windows.push_counted(frames):
             items.append(self._ready(self._frame_end_index(frames_seen), window))
         return items
 
     def _ready(self, end_index: int, window: np.ndarray) -> WindowReady:
         """A window of the open segment, with its audio when the front end keeps audio."""
+        if self.speaker is not None:
+            window = self.speaker.normalise(window)
         if not self._audio_span:
             return WindowReady(self._segment_id, end_index, window)
         first = max(self._segment_start_index, end_index - self._audio_span)
@@ -215,11 +227,13 @@ class ClipWindow:
 
 
 def clip_window_items(
-    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams
+    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams,
+    normalise: bool = True,
 ) -> list[ClipWindow]:
-    """All model windows the daemon would build from a whole clip, with the audio span of each."""
+    """All model windows the daemon would build from a whole clip, with the audio span of each
+    (raw feature frames when normalise is false)."""
     ring = RingBuffer(max(len(samples), 1))
-    frontend = SpeechFrontend(ring, vad_params, feature_params, window_params)
+    frontend = SpeechFrontend(ring, vad_params, feature_params, window_params, normalise=normalise)
     ring.write(samples)
     span_samples = window_params.frames * feature_params.hop_samples
     found, segment_start = [], 0
@@ -233,7 +247,8 @@ def clip_window_items(
 
 
 def clip_windows(
-    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams
+    samples: np.ndarray, vad_params: VadParams, feature_params: FeatureParams, window_params: WindowParams,
+    normalise: bool = True,
 ) -> list[np.ndarray]:
     """All model windows the daemon would build from a whole clip (training and analysis use this)."""
-    return [item.window for item in clip_window_items(samples, vad_params, feature_params, window_params)]
+    return [item.window for item in clip_window_items(samples, vad_params, feature_params, window_params, normalise)]

@@ -17,6 +17,7 @@ import numpy as np
 from serd.errors import ModelError
 from serd.features import FeatureParams
 from serd.quiet import quiet_stderr
+from serd.speaker import SpeakerPrior
 from serd.vad import VadParams
 from serd.windows import WindowParams
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "serd-emotion"
 SUPPORTED_SAMPLE_RATE_HZ = 16000
-SUPPORTED_NORMALISATION = ("per-window-cmvn",)
+SUPPORTED_NORMALISATION = ("per-window-cmvn", "per-speaker-cmvn")  # the second needs the card's speaker_prior
 SUPPORTED_OUTPUTS = ("logits", "probabilities")
 SUPPORTED_DTYPES = (np.int8, np.float32)
 SUPPORTED_BACKENDS = ("tflite", "whisper")
@@ -45,6 +46,7 @@ class ModelCard:
     output: str
     temperature: float
     backend: str = "tflite"
+    speaker_prior: SpeakerPrior | None = None
 
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "ModelCard":
@@ -62,6 +64,7 @@ class ModelCard:
                 output=str(data.get("output", "logits")),
                 temperature=float(data.get("temperature", 1.0)),
                 backend=str(data.get("backend", "tflite")),
+                speaker_prior=SpeakerPrior.from_dict(data["speaker_prior"]) if "speaker_prior" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
@@ -77,6 +80,11 @@ class ModelCard:
             problems.append("features.sample_rate_hz differs from sample_rate_hz")
         if self.normalisation not in SUPPORTED_NORMALISATION:
             problems.append("normalisation %r unknown" % self.normalisation)
+        if self.normalisation == "per-speaker-cmvn":
+            if self.speaker_prior is None:
+                problems.append("normalisation per-speaker-cmvn needs a speaker_prior")
+            elif len(self.speaker_prior.mean) != self.features.n_features:
+                problems.append("speaker_prior has %d bands, features %d" % (len(self.speaker_prior.mean), self.features.n_features))
         if self.output not in SUPPORTED_OUTPUTS:
             problems.append("output %r unknown" % self.output)
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:

@@ -15,6 +15,7 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.ringbuffer import RingBuffer
 from serd.smoothing import EmotionUpdate, Smoother
+from serd import speaker
 from serd.vad import VadParams
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Pipeline:
         device: str,
         start_index: int | None = None,
         wall_clock: Callable[[], float] = time.time,
+        speaker_memory_s: float = 0.0,
     ):
         self.ring = ring
         self.model = model
@@ -61,7 +63,7 @@ class Pipeline:
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
         check_ring_for(model, ring)
         self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index,
-                                       keep_audio=model.needs_audio)
+                                       keep_audio=model.needs_audio, speaker=speaker.for_card(model.card, speaker_memory_s))
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
         self._segment_start: dict[int, int] = {}
@@ -69,7 +71,15 @@ class Pipeline:
     @classmethod
     def from_config(cls, ring: RingBuffer, model: WindowModel, config: Config, device: str, start_index: int | None = None) -> "Pipeline":
         """Build from the whole configuration, reading the ring from start_index (default: its oldest sample)."""
-        return cls(ring, model, config.vad, config.smoothing, device, start_index)
+        return cls(ring, model, config.vad, config.smoothing, device, start_index, speaker_memory_s=config.model.speaker_memory_s)
+
+    @property
+    def speaker_speech_s(self) -> float:
+        """Seconds of speech the running voice estimate has heard (0 for per-window models)."""
+        voice = self.frontend.speaker
+        if voice is None:
+            return 0.0
+        return voice.frames_heard * self.model.card.features.hop_samples / self._rate_hz
 
     @property
     def consumed_index(self) -> int:

@@ -17,6 +17,8 @@ from serd.errors import AudioError, SerdError
 from serd.manifest import read_manifests
 from serd.metrics import evaluate
 from serd.model import WindowModel, load_model
+from serd import speaker
+from serd.speaker import SpeakerStats
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +99,15 @@ def evaluate_manifests(manifests: list[str], model_path: str | None, config_path
     mapping = parse_merges(merges, model.labels)
     labels = [label for label in model.labels if label not in mapping]
     truths, rows, skipped, failed, no_speech = [], [], 0, 0, 0
+    voices: dict[str, SpeakerStats | None] = {}  # one running voice estimate per speaker, as a daemon hearing them
     for clip in read_manifests(manifests):
         emotion = mapping.get(clip.emotion, clip.emotion)
         if emotion not in labels:
             skipped += 1
             continue
         try:
-            analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, vad)
+            voice = voices.setdefault(clip.speaker, speaker.for_card(model.card))
+            analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, vad, voice)
         except AudioError as exc:
             log.warning("%s", exc)
             failed += 1

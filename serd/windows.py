@@ -35,9 +35,10 @@ class WindowAssembler:
     frames came after the previous window. Training uses this class too.
     """
 
-    def __init__(self, params: WindowParams, n_features: int):
+    def __init__(self, params: WindowParams, n_features: int, normalise: bool = True):
         self.params = params
         self.n_features = n_features
+        self.normalise = normalise  # False: release raw feature frames (a later stage normalises them)
         self.reset()
 
     def reset(self) -> None:
@@ -105,10 +106,10 @@ class WindowAssembler:
         self._start = max(self._start, self._end - size)
 
     def _release(self) -> np.ndarray:
-        """Normalise the held frames (repeated to full length if short) as one window."""
+        """The held frames (repeated to full length if short) as one window, normalised unless told not to."""
         self._emitted += 1
         self._since_window = 0
         held = self._buffer[self._start : self._end]
         if len(held) < self.params.frames:
             held = np.resize(held, (self.params.frames, self.n_features))
-        return normalise_window(held)
+        return normalise_window(held) if self.normalise else held.copy()

@@ -45,6 +45,7 @@ BAD_VALUES = {
     ("mqtt", "qos"): "3",
     ("mqtt", "keepalive_s"): "4",
     ("mqtt", "reconnect_max_s"): "0",
+    ("model", "speaker_memory_s"): "-1",
     ("daemon", "status_interval_s"): "0",
     ("daemon", "log_level"): "verbose",
 }

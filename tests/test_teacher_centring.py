@@ -1,4 +1,4 @@
-"""Speaker-centred teacher features: each speaker's clean-window mean is what gets subtracted."""
+"""Speaker statistics in training: the teacher's centred features and the student's speaker-normalised windows."""
 
 import numpy as np
 
@@ -17,3 +17,21 @@ def test_each_version_loses_its_speakers_clean_mean_and_nothing_else():
     np.testing.assert_allclose(centred[0], clean_features - np.stack([speaker_01, speaker_01, speaker_01, speaker_02]))
     np.testing.assert_allclose(centred[1], noisy_features - np.stack([speaker_01, speaker_02]))
     np.testing.assert_allclose(centred[0][:3].mean(axis=0), 0.0, atol=1e-6)
+
+
+def test_student_windows_are_normalised_by_their_own_speakers_frames():
+    clips = [Clip("/a/%d.wav" % i, speaker, "sad", 3.0) for i, speaker in enumerate(["c:01", "c:02", "c:01"])]
+    rng = np.random.default_rng(3)
+    loud, quiet = rng.normal(4.0, 2.0, size=(2, 50, 3)), rng.normal(-6.0, 0.5, size=(3, 50, 3))
+    raw = data.WindowSet(np.concatenate([loud[:1], quiet, loud[1:]]).astype(np.float32), np.array([0, 1, 1, 1, 2]))
+    normalised = data.speaker_normalised(clips, raw)
+    for rows in (normalised.windows[[0, 4]], normalised.windows[1:4]):  # speaker 01, speaker 02
+        frames = rows.reshape(-1, 3)
+        np.testing.assert_allclose(frames.mean(axis=0), 0.0, atol=1e-5)
+        np.testing.assert_allclose(frames.std(axis=0), 1.0, atol=1e-4)
+    # a window keeps where it sits within its voice: not re-centred on its own mean
+    assert abs(normalised.windows[0].mean() - normalised.windows[4].mean()) > 1e-3
+    prior = data.speaker_prior(clips, raw, weight_frames=7)
+    np.testing.assert_allclose(prior.mean, (loud.reshape(-1, 3).mean(0) + quiet.reshape(-1, 3).mean(0)) / 2, atol=1e-5)
+    np.testing.assert_allclose(prior.std, (loud.reshape(-1, 3).std(0) + quiet.reshape(-1, 3).std(0)) / 2, atol=1e-5)
+    assert prior.weight_frames == 7

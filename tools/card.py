@@ -14,10 +14,11 @@ def write_model_card(card: dict, cv_results: dict, path: Path) -> None:
     sections = [
         _header(card),
         _data_section(card),
-        _protocol_section(cv_results),
+        _protocol_section(cv_results, card),
         _cv_table(cv_results),
         _ablation_table(cv_results),
         _distillation_section(card, cv_results),
+        _speaker_section(card, cv_results),
         _per_class_section(cv_results),
         _deployment_section(card, cv_results),
         _limits_section(),
@@ -59,7 +60,14 @@ def _data_section(card: dict) -> str:
     )
 
 
-def _protocol_section(cv_results: dict) -> str:
+def _normalisation_text(card: dict) -> str:
+    """How the shipped model's windows are normalised, in a few words."""
+    if card.get("normalisation") == "per-speaker-cmvn":
+        return "each band normalised by the speaker's mean and spread (see Speaker normalisation)"
+    return "per-window mean/variance normalisation"
+
+
+def _protocol_section(cv_results: dict, card: dict) -> str:
     """How the figures were measured."""
     protocol = cv_results.get("protocol")
     if not protocol:
@@ -67,9 +75,9 @@ def _protocol_section(cv_results: dict) -> str:
     folds = "; ".join("fold %s: %s" % (k, ", ".join(v)) for k, v in protocol["folds"].items())
     return (
         "## Protocol\n\n%s\n\nFolds (speakers): %s.\n\nEvery window is computed by `serd.frontend.clip_windows` (webrtcvad "
-        "gate, log-mel, per-window mean/variance normalisation, 2.0 s windows every 0.5 s), the code the daemon runs. "
+        "gate, log-mel, %s, 2.0 s windows every 0.5 s), the code the daemon runs. "
         "Clip label = argmax of the mean of window softmaxes, as `serd analyze` does. Clips without any window: %d."
-        % (protocol["description"], folds, protocol.get("clips_without_windows", 0))
+        % (protocol["description"], folds, _normalisation_text(card), protocol.get("clips_without_windows", 0))
     )
 
 
@@ -132,6 +140,51 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     lines.append("\nThe teacher itself ships as the opt-in `whisper` backend (`models/serd-whisper.npz` + `.json`; "
                  "`[model] path = serd-whisper`, needs `pip install 'serd[whisper]'`): the same windows and "
                  "labels, more accurate on new voices, at several times the CPU and memory (figures: `make bench`).")
+    return "\n".join(lines)
+
+
+SESSION_ROWS = (("session", "running estimate over the speaker's session (clips in random order)"),
+                ("clip", "running estimate started afresh for every clip (as `serd analyze` does per file)"))
+
+
+def _speaker_section(card: dict, cv_results: dict) -> str:
+    """Speaker normalisation: what it buys on the CV folds and what a daemon that has heard part of a voice gets."""
+    variants = cv_results.get("variants", {})
+    normalised = [name for name, v in variants.items() if v.get("settings", {}).get("normalisation") == "speaker"]
+    if not normalised:
+        return ""
+    lines = [
+        "## Speaker normalisation\n",
+        "Per-window normalisation centres every band on the window's own mean, which removes how loud and bright this "
+        "stretch of speech is compared with the speaker's usual voice. The speaker-normalised variants (%s) instead centre "
+        "and scale each band by the speaker's own mean and spread over all of their speech, taken without labels. In the "
+        "CV tables a held-out speaker's statistics come from all of that speaker's clips (2–3 minutes of speech): the "
+        "figure of a voice already heard for a while." % ", ".join(normalised),
+    ]
+    sessions = cv_results.get("speaker_sessions", {})
+    if sessions:
+        rows = []
+        for name, result in sessions.items():
+            cv_uar = result["cv_int8_uar"]
+            rows.append("| %s | all of the speaker's clips (the CV protocol) | %.1f | %s |" % (
+                name, PERCENT * sum(cv_uar) / len(cv_uar), "/".join("%.1f" % (PERCENT * u) for u in cv_uar)))
+            for weight, modes in result["by_prior_frames"].items():
+                for mode, text in SESSION_ROWS:
+                    entry = modes[mode]
+                    rows.append("| %s | %s; prior worth %.0f s of speech | %s | %s |" % (
+                        name, text, int(weight) / 100.0, _pm([entry["uar_mean"], entry["uar_std"]]),
+                        "/".join("%.1f" % (PERCENT * u) for u in entry["folds"])))
+        lines.append("\nA daemon only has the speech it has heard. Each fold's int8 model run through serd's own front end on "
+                     "its held-out speakers, with the estimate the daemon keeps (`python -m tools.session_eval --variant NAME`):\n\n"
+                     "| variant | held-out speaker normalised by | int8 UAR | per fold |\n|---|---|---|---|\n" + "\n".join(rows))
+    prior = card.get("speaker_prior")
+    if prior:
+        lines.append("\nThis model is speaker-normalised. The daemon's estimate starts from the training speakers' average "
+                     "(the card's `speaker_prior`, counted as %.0f s of speech), takes in every speech frame the VAD passes, "
+                     "and lets older speech fade with `[model] speaker_memory_s`; status events report how much speech it "
+                     "has heard (`speaker_speech_s`). The first minute of a new voice is less accurate than the CV figure; "
+                     "`serd eval` keeps one estimate per speaker of the manifest, `serd analyze` starts each file afresh."
+                     % (prior["weight_frames"] / 100.0))
     return "\n".join(lines)
 
 

@@ -65,6 +65,11 @@ VARIANTS = (
     Variant("kdwide80w9c", "as kdwide80w9, distilled from the speaker-centred teacher",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
                           teacher_centred=True)),
+    Variant("spk25", "as clean25, each speaker's mean/variance normalisation in place of per-window",
+            TrainSettings(epochs=25, normalisation="speaker")),
+    Variant("spkwide80w9c", "as kdwide80w9c, each speaker's mean/variance normalisation in place of per-window",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
+                          teacher_centred=True, normalisation="speaker")),
 )
 
 
@@ -77,9 +82,20 @@ def variant(name: str) -> Variant:
     return next(v for v in VARIANTS if v.name == name)
 
 
+def fold_cache_path(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
+    """Where fold_job keeps the result of one fold."""
+    return data.cache_dir("cv") / ("%s_fold%d_%s.npz" % (variant.name, fold, _job_digest(variant, clips, fold_of_clip)))
+
+
+def cached_fold(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> dict | None:
+    """A fold's cached result, or None when it has not been run."""
+    path = fold_cache_path(variant, clips, fold_of_clip, fold)
+    return _load_fold(path) if path.is_file() else None
+
+
 def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> dict:
     """Train on the other folds, return out-of-fold window logits (float and int8) and history."""
-    path = data.cache_dir("cv") / ("%s_fold%d_%s.npz" % (variant.name, fold, _job_digest(variant, clips, fold_of_clip)))
+    path = fold_cache_path(variant, clips, fold_of_clip, fold)
     if path.is_file():
         return _load_fold(path)
     from tools import export, model, train
@@ -98,7 +114,7 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
     keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation,
                                        teacher_logits)
     int8_bytes = export.convert_int8(keras_model, data.subset(versions[0], train_mask).windows, variant.settings.seed)
-    noisy = _noisy_test(clips, test_mask)
+    noisy = _noisy_test(clips, test_mask, variant.settings)
     result = {
         "noisy_clip_index": noisy.clip_index,
         "noisy_int8_logits": export.tflite_logits(int8_bytes, noisy.windows),
@@ -107,6 +123,7 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
         "int8_logits": export.tflite_logits(int8_bytes, test.windows),
         "val_uar": np.array(history["val_uar"]),
         "loss": np.array(history["loss"]),
+        "int8_model": np.frombuffer(int8_bytes, dtype=np.uint8),  # for evaluations after the fact (e.g. a running speaker estimate)
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **result)
@@ -128,10 +145,12 @@ def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list
     return [head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]
 
 
-def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray) -> data.WindowSet:
+def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray, settings: TrainSettings) -> data.WindowSet:
     """Windows of the held-out clips with coloured noise at NOISY_TEST_SNR_DB (clip indices global)."""
+    from tools import train
+
     test_ids = np.flatnonzero(test_mask)
-    noisy = data.compute_windows([clips[i] for i in test_ids], NOISY_TEST, 0, workers=1)
+    noisy = train.version_windows([clips[i] for i in test_ids], NOISY_TEST, 0, settings, workers=1)
     return data.WindowSet(noisy.windows, test_ids[noisy.clip_index])
 
 
@@ -225,8 +244,10 @@ def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: in
     """Compute every window cache the variants need, before the training processes start."""
     data.compute_windows(clips, None, 0, workers)
     for variant in variants:
+        raw = variant.settings.normalisation != "window"
+        data.compute_windows(clips, None, 0, workers, raw)
         for copy in range(1, variant.settings.aug_copies + 1):
-            data.compute_windows(clips, variant.settings.audio, copy, workers)
+            data.compute_windows(clips, variant.settings.audio, copy, workers, raw)
         if variant.settings.distill_weight > 0:
             from tools import teacher
 

@@ -18,6 +18,7 @@ from serd import manifest as serd_manifest
 from serd.features import FeatureParams
 from serd import pipeline
 from serd.frontend import clip_windows
+from serd.speaker import STD_FLOOR, SpeakerPrior
 from serd.vad import VadParams
 from serd.windows import WindowParams
 from tools import augment
@@ -29,6 +30,7 @@ REPO_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_MANIFEST = REPO_DIR.parent / "shared" / "corpora" / "ravdess" / "MANIFEST.tsv"
 CACHE_ENV = "SERD_TRAIN_CACHE"  # overrides the cache folder (tests use a temporary one)
 N_FOLDS = 5
+PRIOR_WEIGHT_FRAMES = 1000  # the speaker prior counts as 10 s of speech in the daemon's running estimate
 
 
 Clip = serd_manifest.Clip
@@ -84,8 +86,8 @@ def clip_labels(clips: list[Clip], labels: tuple[str, ...] = LABELS) -> np.ndarr
     return np.array([position[clip.emotion] for clip in clips], dtype=np.int64)
 
 
-def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int) -> str:
-    """Hash of everything that shapes the windows: clips, front-end parameters, augmentation."""
+def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int, raw: bool = False) -> str:
+    """Hash of everything that shapes the windows: clips, front-end parameters, augmentation, normalisation."""
     spec = {
         "clips": [clip.path for clip in clips],
         "vad": asdict(vad_params()),
@@ -94,6 +96,8 @@ def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int) ->
         "augment": asdict(aug) if aug else None,
         "copy": copy,
     }
+    if raw:
+        spec["raw"] = True  # unnormalised frames (per-window keys stay as they were)
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -106,9 +110,9 @@ def clip_samples(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> np.
     return samples
 
 
-def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> list[np.ndarray]:
-    """Windows of one clip, optionally augmented (deterministic per clip and copy)."""
-    return clip_windows(clip_samples(clip, aug, copy), vad_params(), FeatureParams(), WindowParams())
+def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int, raw: bool = False) -> list[np.ndarray]:
+    """Windows of one clip, optionally augmented (deterministic per clip and copy), raw or per-window normalised."""
+    return clip_windows(clip_samples(clip, aug, copy), vad_params(), FeatureParams(), WindowParams(), normalise=not raw)
 
 
 def _job(args: tuple) -> list[np.ndarray]:
@@ -116,22 +120,23 @@ def _job(args: tuple) -> list[np.ndarray]:
     return clip_window_list(*args)
 
 
-def map_clips(job, clips: list[Clip], aug: augment.AudioAugment | None, copy: int, workers: int) -> list:
-    """job((clip, aug, copy)) for every clip, in order, on `workers` forked processes."""
-    jobs = [(clip, aug, copy) for clip in clips]
+def map_clips(job, clips: list[Clip], aug: augment.AudioAugment | None, copy: int, workers: int, *extra) -> list:
+    """job((clip, aug, copy, *extra)) for every clip, in order, on `workers` forked processes."""
+    jobs = [(clip, aug, copy, *extra) for clip in clips]
     if workers <= 1:
         return [job(args) for args in jobs]
     with multiprocessing.get_context("fork").Pool(workers) as pool:
         return pool.map(job, jobs, chunksize=8)
 
 
-def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, copy: int = 0, workers: int = 2) -> WindowSet:
-    """Windows of every clip, read from or written to the on-disk cache."""
-    path = cache_dir("windows") / ("%s.npz" % cache_key(clips, aug, copy))
+def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, copy: int = 0, workers: int = 2,
+                    raw: bool = False) -> WindowSet:
+    """Windows of every clip (raw feature frames with raw), read from or written to the on-disk cache."""
+    path = cache_dir("windows") / ("%s.npz" % cache_key(clips, aug, copy, raw))
     if path.is_file():
         with np.load(path) as data:
             return WindowSet(data["windows"], data["clip_index"])
-    per_clip = map_clips(_job, clips, aug, copy, workers)
+    per_clip = map_clips(_job, clips, aug, copy, workers, raw)
     result = _stack(per_clip, WindowParams().frames, FeatureParams().n_features)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".%d.partial.npz" % os.getpid())
@@ -153,3 +158,38 @@ def subset(windows: WindowSet, clip_mask: np.ndarray) -> WindowSet:
     """Windows of the clips where clip_mask is true (clip indices kept global)."""
     keep = clip_mask[windows.clip_index]
     return WindowSet(windows.windows[keep], windows.clip_index[keep])
+
+
+def _speaker_of_window(clips: list[Clip], raw: WindowSet) -> np.ndarray:
+    """Speaker number (sorted by name) of every window."""
+    speaker_ids = {speaker: i for i, speaker in enumerate(sorted({clip.speaker for clip in clips}))}
+    return np.array([speaker_ids[clip.speaker] for clip in clips], dtype=np.int64)[raw.clip_index]
+
+
+def speaker_moments(clips: list[Clip], raw: WindowSet) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Speaker number -> per-band mean and standard deviation over the frames of that speaker's raw windows."""
+    speaker_of_window = _speaker_of_window(clips, raw)
+    moments = {}
+    for speaker in np.unique(speaker_of_window):
+        frames = raw.windows[speaker_of_window == speaker].reshape(-1, raw.windows.shape[2]).astype(np.float64)
+        moments[int(speaker)] = (frames.mean(axis=0), frames.std(axis=0))
+    return moments
+
+
+def speaker_prior(clips: list[Clip], raw: WindowSet, weight_frames: int = PRIOR_WEIGHT_FRAMES) -> SpeakerPrior:
+    """The card's starting voice estimate: the speakers' per-band means and deviations, averaged over speakers."""
+    moments = list(speaker_moments(clips, raw).values())
+    mean = np.mean([m for m, _ in moments], axis=0)
+    std = np.mean([s for _, s in moments], axis=0)
+    return SpeakerPrior(tuple(float(v) for v in mean), tuple(float(v) for v in std), weight_frames)
+
+
+def speaker_normalised(clips: list[Clip], raw: WindowSet) -> WindowSet:
+    """Raw windows normalised per band by their speaker's mean and standard deviation over all of
+    that speaker's windows in this set (no labels): what a session-long running estimate converges to."""
+    speaker_of_window = _speaker_of_window(clips, raw)
+    out = np.empty_like(raw.windows)
+    for speaker, (mean, std) in speaker_moments(clips, raw).items():
+        mine = speaker_of_window == speaker
+        out[mine] = ((raw.windows[mine] - mean) / (std + STD_FLOOR)).astype(np.float32)
+    return WindowSet(out, raw.clip_index)

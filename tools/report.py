@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from serd.features import FeatureParams
+from serd.speaker import SpeakerPrior
 from serd.windows import WindowParams
 from tools import data
 from tools.card import write_model_card  # noqa: F401  (re-exported for tools.train)
@@ -34,10 +35,10 @@ def model_facts(int8_bytes: bytes, float_bytes: bytes, windows: np.ndarray, kera
     }
 
 
-def card_json(cv_results: dict, facts: dict, training: dict) -> dict:
-    """The model's JSON card in the exact shape the runtime checks."""
+def card_json(cv_results: dict, facts: dict, training: dict, speaker_prior: SpeakerPrior | None = None) -> dict:
+    """The model's JSON card in the exact shape the runtime checks (speaker-normalised with a speaker_prior)."""
     calibration = cv_results.get("calibration", {})
-    return {
+    card = {
         "name": MODEL_NAME,
         "version": MODEL_VERSION,
         "labels": list(data.LABELS),
@@ -45,12 +46,15 @@ def card_json(cv_results: dict, facts: dict, training: dict) -> dict:
         "features": FeatureParams().to_dict(),
         "window": WindowParams().to_dict(),
         "vad": dict(data.vad_params().__dict__),
-        "normalisation": "per-window-cmvn",
+        "normalisation": "per-window-cmvn" if speaker_prior is None else "per-speaker-cmvn",
         "output": "logits",
         "temperature": float(calibration.get("temperature", 1.0)),
         "metrics": card_metrics(cv_results, facts),
         "training": training,
     }
+    if speaker_prior is not None:
+        card["speaker_prior"] = speaker_prior.to_dict()
+    return card
 
 
 def model_metrics(facts: dict) -> dict:

@@ -78,11 +78,18 @@ def thin(clips: list[data.Clip], per_speaker: int) -> list[data.Clip]:
 
 
 def window_versions(clips: list[data.Clip], settings: TrainSettings, workers: int) -> list[data.WindowSet]:
-    """Clean windows plus settings.aug_copies augmented copies (all cached)."""
-    versions = [data.compute_windows(clips, None, 0, workers)]
-    for copy in range(1, settings.aug_copies + 1):
-        versions.append(data.compute_windows(clips, settings.audio, copy, workers))
-    return versions
+    """Clean windows plus settings.aug_copies augmented copies (all cached), normalised as settings say."""
+    augs = [(None, 0)] + [(settings.audio, copy) for copy in range(1, settings.aug_copies + 1)]
+    return [version_windows(clips, aug, copy, settings, workers) for aug, copy in augs]
+
+
+def version_windows(clips: list[data.Clip], aug, copy: int, settings: TrainSettings, workers: int) -> data.WindowSet:
+    """One version's windows: per-window normalised, or raw and then normalised per speaker within the version."""
+    if settings.normalisation == "window":
+        return data.compute_windows(clips, aug, copy, workers)
+    if settings.normalisation == "speaker":
+        return data.speaker_normalised(clips, data.compute_windows(clips, aug, copy, workers, raw=True))
+    raise ValueError("unknown normalisation %r" % settings.normalisation)
 
 
 def train_final(args: argparse.Namespace) -> Path:
@@ -103,7 +110,10 @@ def train_final(args: argparse.Namespace) -> Path:
     cv_results = _read_json(args.cv_results or out / CV_RESULTS)
     facts = report.model_facts(int8_bytes, export.convert_float(keras_model), versions[0].windows, keras_model)
     training = training_record(args, settings, clips, train_s, history)
-    card = report.card_json(cv_results, facts, training)
+    prior = None
+    if settings.normalisation == "speaker":
+        prior = data.speaker_prior(clips, data.compute_windows(clips, None, 0, args.workers, raw=True))
+    card = report.card_json(cv_results, facts, training, prior)
     (out / ("%s.json" % MODEL_NAME)).write_text(json.dumps(card, indent=2) + "\n")
     report.write_training_plot(history, out / "training_curves.png")
     report.write_model_card(card, cv_results, out / "MODEL_CARD.md")

@@ -1,0 +1,113 @@
+"""Speaker normalisation: the running voice estimate, its card entry and the front end that applies it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serd.audio import load_audio
+from serd.errors import ModelError
+from serd.features import FeatureParams
+from serd.frontend import SpeechFrontend, WindowReady, clip_windows
+from serd.model import ModelCard
+from serd.ringbuffer import RingBuffer
+from serd.speaker import SpeakerPrior, SpeakerStats, for_card
+from serd.vad import VadParams
+from serd.windows import WindowParams
+
+N_BANDS = 40
+PRIOR = SpeakerPrior(tuple([-5.0] * N_BANDS), tuple([2.0] * N_BANDS), 100)
+SHIPPED_CARD = Path(__file__).resolve().parent.parent / "models" / "serd-emotion.json"
+
+
+def test_prior_alone_sets_the_estimate():
+    stats = SpeakerStats(PRIOR)
+    window = np.full((200, N_BANDS), -1.0, dtype=np.float32)
+    np.testing.assert_allclose(stats.normalise(window), 2.0, atol=1e-4)
+
+
+def test_estimate_converges_to_the_voice_and_weighs_the_prior_by_its_frames():
+    rng = np.random.default_rng(0)
+    stats = SpeakerStats(PRIOR)
+    stats.observe(rng.normal(3.0, 0.5, size=(100, N_BANDS)))
+    np.testing.assert_allclose(stats.mean, (-5.0 * 100 + 3.0 * 100) / 200, atol=0.15)  # prior and voice weigh 100 frames each
+    stats.observe(rng.normal(3.0, 0.5, size=(100_000, N_BANDS)))
+    np.testing.assert_allclose(stats.mean, 3.0, atol=0.02)
+    np.testing.assert_allclose(stats.std, 0.5, atol=0.1)
+    assert stats.frames_heard == 100_100
+
+
+def test_memory_lets_a_new_voice_take_over_and_reset_forgets_it():
+    rng = np.random.default_rng(1)
+    remembering, forgetting = SpeakerStats(PRIOR), SpeakerStats(PRIOR, memory_frames=1000)
+    for stats in (remembering, forgetting):
+        for _ in range(100):
+            stats.observe(rng.normal(3.0, 0.5, size=(100, N_BANDS)))
+        for _ in range(100):
+            stats.observe(rng.normal(-1.0, 0.5, size=(100, N_BANDS)))
+    assert abs(forgetting.mean.mean() + 1.0) < 0.05  # 10 time constants after the change
+    assert abs(remembering.mean.mean() - 1.0) < 0.05  # half of each voice
+    forgetting.reset()
+    np.testing.assert_allclose(forgetting.mean, -5.0)
+    assert forgetting.frames_heard == 0
+
+
+def test_prior_round_trips_and_bad_priors_are_refused():
+    assert SpeakerPrior.from_dict(PRIOR.to_dict()) == PRIOR
+    with pytest.raises(ValueError, match="same, non-zero length"):
+        SpeakerPrior.from_dict({"mean": [0.0], "std": [1.0, 1.0], "weight_frames": 10})
+    with pytest.raises(ValueError, match="positive"):
+        SpeakerPrior.from_dict({"mean": [0.0], "std": [0.0], "weight_frames": 10})
+
+
+def _card(**changes) -> dict:
+    card = json.loads(SHIPPED_CARD.read_text())
+    card.update(changes)
+    return card
+
+
+def test_card_asks_for_speaker_normalisation_with_a_prior():
+    card = ModelCard.from_dict(_card(normalisation="per-speaker-cmvn", speaker_prior=PRIOR.to_dict()), SHIPPED_CARD)
+    stats = for_card(card, memory_s=10.0)
+    assert stats is not None and stats.prior == PRIOR and stats.memory_frames == 1000
+    assert for_card(ModelCard.from_dict(_card(normalisation="per-window-cmvn"), SHIPPED_CARD)) is None
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"normalisation": "per-speaker-cmvn"}, "needs a speaker_prior"),
+    ({"normalisation": "per-speaker-cmvn", "speaker_prior": {"mean": [0.0] * 13, "std": [1.0] * 13, "weight_frames": 5}}, "13 bands, features 40"),
+    ({"normalisation": "per-speaker-cmvn", "speaker_prior": {"mean": [0.0], "std": [-1.0], "weight_frames": 5}}, "bad model card"),
+])
+def test_bad_speaker_cards_are_refused(changes, message):
+    with pytest.raises(ModelError, match=message):
+        ModelCard.from_dict(_card(**{k: v for k, v in changes.items()}), SHIPPED_CARD)
+
+
+def _speaker_windows(samples: np.ndarray, stats: SpeakerStats) -> list[np.ndarray]:
+    ring = RingBuffer(len(samples))
+    frontend = SpeechFrontend(ring, VadParams(), FeatureParams(), WindowParams(), speaker=stats)
+    ring.write(samples)
+    return [item.window for item in frontend.process() + frontend.flush() if isinstance(item, WindowReady)]
+
+
+def test_front_end_normalises_raw_windows_by_the_voice_estimate(ravdess_clip):
+    samples = load_audio(ravdess_clip)
+    raw = clip_windows(samples, VadParams(), FeatureParams(), WindowParams(), normalise=False)
+    fixed = SpeakerPrior(PRIOR.mean, PRIOR.std, 10**12)  # so heavy that the clip cannot move it
+    windows = _speaker_windows(samples, SpeakerStats(fixed))
+    assert len(windows) == len(raw) >= 1
+    for window, frames in zip(windows, raw):
+        np.testing.assert_allclose(window, (frames - np.asarray(PRIOR.mean)) / np.asarray(PRIOR.std), atol=1e-3)
+
+
+def test_front_end_feeds_every_speech_frame_to_the_estimate(ravdess_clip):
+    samples = load_audio(ravdess_clip)
+    raw = clip_windows(samples, VadParams(), FeatureParams(), WindowParams(), normalise=False)
+    stats = SpeakerStats(PRIOR)
+    windows = _speaker_windows(samples, stats)
+    assert stats.frames_heard >= WindowParams().frames
+    # raw log-mel sits far from the prior; the voice estimate pulls the last window towards zero mean
+    assert abs(float(windows[-1].mean())) < 0.5 * abs(float(SpeakerStats(PRIOR).normalise(raw[-1]).mean()))
