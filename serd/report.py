@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from typing import TextIO
 
 import numpy as np
@@ -45,6 +44,8 @@ def _map_files(paths: list[str], model_path: str | None, vad: VadConfig, jobs: i
     if jobs <= 1 or len(paths) == 1:
         _init_worker(model_path, vad)
         return map(_analyze_one, paths)
+    from concurrent.futures import ProcessPoolExecutor  # only --jobs N needs it (~40 ms of imports)
+
     pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(model_path, vad))
     return pool.map(_analyze_one, paths, chunksize=4)
 

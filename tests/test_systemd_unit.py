@@ -184,8 +184,11 @@ if os.path.exists(model):
         interpreter.set_tensor(tensor["index"], np.zeros(tensor["shape"], tensor["dtype"]))
         interpreter.invoke()
     result["model_invoked"] = True
-import webrtcvad
-result["vad"] = webrtcvad.Vad(2).is_speech(b"\0" * 960, 16000)
+import _webrtcvad
+vad = _webrtcvad.create()
+_webrtcvad.init(vad)
+_webrtcvad.set_mode(vad, 2)
+result["vad"] = _webrtcvad.process(vad, 16000, b"\0" * 960, 480)
 import zmq
 directory = tempfile.mkdtemp()
 context = zmq.Context()

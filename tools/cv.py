@@ -67,6 +67,8 @@ VARIANTS = (
                           teacher_centred=True)),
     Variant("spk25", "as clean25, each speaker's mean/variance normalisation in place of per-window",
             TrainSettings(epochs=25, normalisation="speaker")),
+    Variant("spkspeed50", "as speed50 (speed + shift + SpecAugment, no noise or gain), each speaker's mean/variance normalisation",
+            TrainSettings(epochs=50, spec_augment=True, aug_copies=4, audio=SPEED_SHIFT, normalisation="speaker")),
     Variant("spkwide80w9c", "as kdwide80w9c, each speaker's mean/variance normalisation in place of per-window",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
                           teacher_centred=True, normalisation="speaker")),
