@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +113,40 @@ def test_front_end_feeds_every_speech_frame_to_the_estimate(ravdess_clip):
     assert stats.frames_heard >= WindowParams().frames
     # raw log-mel sits far from the prior; the voice estimate pulls the last window towards zero mean
     assert abs(float(windows[-1].mean())) < 0.5 * abs(float(SpeakerStats(PRIOR).normalise(raw[-1]).mean()))
+
+
+@pytest.fixture(scope="module")
+def speaker_model(tmp_path_factory) -> Path:
+    """The shipped network under a speaker-normalised card (the wiring, not the accuracy, is under test)."""
+    folder = tmp_path_factory.mktemp("speaker-model")
+    model = folder / "serd-emotion.tflite"
+    model.write_bytes(SHIPPED_CARD.with_suffix(".tflite").read_bytes())
+    model.with_suffix(".json").write_text(json.dumps(_card(normalisation="per-speaker-cmvn", speaker_prior=PRIOR.to_dict())))
+    return model
+
+
+def _serd(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "serd.cli", *args], capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_daemon_reports_how_much_speech_its_voice_estimate_heard(speaker_model, ravdess_clip):
+    run = _serd("run", "--source", "file:%s" % ravdess_clip, "--model", str(speaker_model), "--stdout", "--no-zmq")
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert any(e["type"] == "emotion-changed" for e in events)
+    first, last = events[0], events[-1]
+    assert first["type"] == last["type"] == "status" and last["state"] == "stopping"
+    assert first["speaker_speech_s"] == 0.0
+    spoken_s = sum(e["stream_time_s"] for e in events if e["type"] == "speech-ended") - sum(
+        e["stream_time_s"] for e in events if e["type"] == "speech-started")
+    assert 0.5 * spoken_s < last["speaker_speech_s"] <= spoken_s + 0.1
+
+
+def test_eval_runs_a_speaker_normalised_model(speaker_model, ravdess_manifest, tmp_path):
+    rows = ravdess_manifest.read_text().splitlines()
+    manifest = tmp_path / "MANIFEST.tsv"
+    manifest.write_text("\n".join([rows[0]] + [row.replace("Actor_", str(ravdess_manifest.parent) + "/Actor_", 1) for row in rows[1:5] + rows[61:65]]) + "\n")
+    result = _serd("eval", str(manifest), "--model", str(speaker_model), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["n"] == 8 and report["failed"] == 0 and sum(map(sum, report["confusion"])) == 8
