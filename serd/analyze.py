@@ -11,7 +11,6 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.pipeline import vad_params
 from serd.ringbuffer import RingBuffer
-from serd import speaker
 from serd.speaker import SpeakerStats
 
 
@@ -70,14 +69,16 @@ class FileAnalysis:
 def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voice: SpeakerStats | None = None) -> FileAnalysis:
     """Run the daemon's front end and model over a whole clip (16 kHz mono int16).
 
-    A speaker-normalised model starts from a fresh voice estimate unless voice (which the clip then
-    updates) carries one over from earlier clips of the same speaker."""
+    A model with a voice estimate (speaker-normalised or speaker-centred) starts from a fresh one unless
+    voice (which the clip then updates) carries one over from earlier clips of the same speaker."""
     rate_hz = model.card.sample_rate_hz
     ring = RingBuffer(max(len(samples), 1))
     if voice is None:
-        voice = speaker.for_card(model.card)
+        voice = model.new_voice()
+    if not model.voice_in_front_end:
+        model.voice = voice
     frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio,
-                              speaker=voice)
+                              speaker=voice if model.voice_in_front_end else None)
     ring.write(samples)
     segments, all_rows, rows, start = [], [], [], 0
     for item in frontend.process() + frontend.flush():

@@ -17,7 +17,8 @@ import numpy as np
 from serd.errors import ModelError
 from serd.features import FeatureParams
 from serd.quiet import quiet_stderr
-from serd.speaker import SpeakerPrior
+from serd import speaker
+from serd.speaker import SpeakerPrior, SpeakerStats
 from serd.vad import VadParams
 from serd.windows import WindowParams
 
@@ -151,20 +152,27 @@ class WindowModel(Protocol):
     card: ModelCard
     needs_audio: bool  # True: predict() reads the window's audio, so the front end must keep it
 
+    voice_in_front_end: bool  # True: the front end applies the voice estimate (log-mel); False: predict() does
+    voice_step_s: float  # seconds of speech per observation of the voice estimate
+
     @property
     def labels(self) -> tuple[str, ...]: ...
 
     def predict(self, window: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray: ...
+
+    def new_voice(self, memory_s: float = 0.0) -> SpeakerStats | None: ...
 
 
 class EmotionModel:
     """Runs one normalised window (frames, n_features) to a probability vector over card.labels."""
 
     needs_audio = False
+    voice_in_front_end = True
 
     def __init__(self, model_path: Path, card: ModelCard):
         self.path = model_path
         self.card = card
+        self.voice_step_s = card.features.hop_samples / card.features.sample_rate_hz
         self._interpreter = make_interpreter(model_path)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -190,6 +198,10 @@ class EmotionModel:
         for tensor in (self._input, self._output):
             if tensor["dtype"] not in SUPPORTED_DTYPES:
                 raise ModelError("%s: tensor %s has dtype %s (int8 or float32 expected)" % (self.path, tensor["name"], tensor["dtype"]))
+
+    def new_voice(self, memory_s: float = 0.0) -> SpeakerStats | None:
+        """A fresh log-mel voice estimate for a speaker-normalised card (None for per-window normalisation)."""
+        return speaker.for_card(self.card, memory_s)
 
     def predict(self, window: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray:
         """Calibrated class probabilities (float64, sums to 1) for one window (audio is not used)."""

@@ -15,7 +15,6 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.ringbuffer import RingBuffer
 from serd.smoothing import EmotionUpdate, Smoother
-from serd import speaker
 from serd.vad import VadParams
 
 log = logging.getLogger(__name__)
@@ -62,8 +61,11 @@ class Pipeline:
         if params != model.card.vad:
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
         check_ring_for(model, ring)
+        self.voice = model.new_voice(speaker_memory_s)  # the voice estimate, if the model keeps one
+        if not model.voice_in_front_end:
+            model.voice = self.voice
         self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index,
-                                       keep_audio=model.needs_audio, speaker=speaker.for_card(model.card, speaker_memory_s))
+                                       keep_audio=model.needs_audio, speaker=self.voice if model.voice_in_front_end else None)
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
         self._segment_start: dict[int, int] = {}
@@ -76,10 +78,9 @@ class Pipeline:
     @property
     def speaker_speech_s(self) -> float:
         """Seconds of speech the running voice estimate has heard (0 for per-window models)."""
-        voice = self.frontend.speaker
-        if voice is None:
+        if self.voice is None:
             return 0.0
-        return voice.frames_heard * self.model.card.features.hop_samples / self._rate_hz
+        return self.voice.frames_heard * self.model.voice_step_s
 
     @property
     def consumed_index(self) -> int:

@@ -16,7 +16,6 @@ from serd.errors import AudioError, SerdError
 from serd.manifest import read_manifests
 from serd.metrics import evaluate
 from serd.model import WindowModel, load_model
-from serd import speaker
 from serd.speaker import SpeakerStats
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,9 @@ def evaluate_manifests(manifests: list[str], model_path: str | None, config_path
             skipped += 1
             continue
         try:
-            voice = voices.setdefault(clip.speaker, speaker.for_card(model.card))
+            if clip.speaker not in voices:
+                voices[clip.speaker] = model.new_voice()
+            voice = voices[clip.speaker]
             analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, vad, voice)
         except AudioError as exc:
             log.warning("%s", exc)

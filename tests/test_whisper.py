@@ -104,3 +104,40 @@ def test_a_head_that_does_not_fit_the_card_is_a_one_line_error(tmp_path, ravdess
     stderr = result.stderr.decode()
     assert result.returncode == 1 and "head shapes" in stderr and "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
+
+
+def test_shipped_backend_centres_each_window_on_the_voice_heard_so_far(ravdess_clip):
+    from serd.speaker import SpeakerPrior, SpeakerStats
+
+    model = load_model("serd-whisper")
+    assert model.voice is not None and model.voice.frames_heard == 0
+    audio = load_audio(ravdess_clip)[:32000]
+    prior = np.full(768, 0.25)
+    model.voice = SpeakerStats(SpeakerPrior(tuple(prior), (1.0,) * 768, 10**12))  # too heavy for one window to move
+    probabilities = model.predict(np.zeros(0), audio)
+    head = np.load(model.path)
+    features = pool(model._encoder.encode(audio)).astype(np.float64) - prior
+    logits = ((features - head["mean"]) / head["scale"]) @ head["weights"] + head["bias"]
+    expected = np.exp((logits - logits.max()) / model.card.temperature)
+    np.testing.assert_allclose(probabilities, expected / expected.sum(), atol=1e-6)
+    assert model.voice.frames_heard == 1
+
+
+def test_daemon_with_the_whisper_backend_reports_the_speech_its_voice_estimate_heard(ravdess_clip):
+    result = serd("run", "--source", "file:%s" % ravdess_clip, "--model", "serd-whisper", "--stdout", "--no-zmq")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    windows = sum(1 for e in events if e["type"] in ("emotion-changed", "emotion-state"))
+    assert events[-1]["type"] == "status" and events[-1]["speaker_speech_s"] >= 0.5
+    assert windows >= 1
+
+
+def test_a_centre_prior_that_does_not_fit_the_encoder_is_a_one_line_error(tmp_path, ravdess_clip):
+    shipped = load_model("serd-whisper")
+    head = dict(np.load(shipped.path))
+    head["centre_prior"] = np.zeros(5)
+    np.savez(tmp_path / "bad.npz", **head)
+    (tmp_path / "bad.json").write_text(Path(shipped.path).with_suffix(".json").read_text())
+    result = serd("analyze", "--model", tmp_path / "bad.npz", ravdess_clip)
+    stderr = result.stderr.decode()
+    assert result.returncode == 1 and "centre_prior" in stderr and "Traceback" not in stderr

