@@ -11,6 +11,7 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.pipeline import vad_params
 from serd.ringbuffer import RingBuffer
+from serd import speaker
 from serd.speaker import SpeakerStats
 
 
@@ -75,10 +76,8 @@ def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voi
     ring = RingBuffer(max(len(samples), 1))
     if voice is None:
         voice = model.new_voice()
-    if not model.voice_in_front_end:
-        model.voice = voice
     frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio,
-                              speaker=voice if model.voice_in_front_end else None)
+                              speaker=speaker.front_end_voice(model, voice))
     ring.write(samples)
     segments, all_rows, rows, start = [], [], [], 0
     for item in frontend.process() + frontend.flush():

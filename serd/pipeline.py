@@ -15,6 +15,7 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.ringbuffer import RingBuffer
 from serd.smoothing import EmotionUpdate, Smoother
+from serd import speaker
 from serd.vad import VadParams
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,8 @@ class Pipeline:
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
         check_ring_for(model, ring)
         self.voice = model.new_voice(speaker_memory_s)  # the voice estimate, if the model keeps one
-        if not model.voice_in_front_end:
-            model.voice = self.voice
         self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index,
-                                       keep_audio=model.needs_audio, speaker=self.voice if model.voice_in_front_end else None)
+                                       keep_audio=model.needs_audio, speaker=speaker.front_end_voice(model, self.voice))
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
         self._segment_start: dict[int, int] = {}

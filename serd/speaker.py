@@ -91,3 +91,12 @@ def for_card(card, memory_s: float = 0.0) -> SpeakerStats | None:
         return None
     frames_per_s = card.features.sample_rate_hz / card.features.hop_samples
     return SpeakerStats(card.speaker_prior, int(round(memory_s * frames_per_s)))
+
+
+def front_end_voice(model, voice: SpeakerStats | None) -> SpeakerStats | None:
+    """Put voice where the model applies it: returned for the front end (log-mel normalisation), or set as
+    model.voice (a model that centres its own features, which then returns None)."""
+    if model.voice_in_front_end:
+        return voice
+    model.voice = voice
+    return None

@@ -62,6 +62,8 @@ VARIANTS = (
     Variant("kdwide80w9d2", "as kdwide80w9, input 2x2 blocks stacked as channels (space-to-depth) in place of the first max-pool",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
                           space_to_depth=True)),
+    Variant("kdwide120w9", "as kdwide80w9, 120 epochs",
+            TrainSettings(epochs=120, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
     Variant("kdwide80w9c", "as kdwide80w9, distilled from the speaker-centred teacher",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
                           teacher_centred=True)),
