@@ -154,11 +154,11 @@ class WhisperEmotionModel:
         self.card = card
         self._mean, self._scale, self._weights, self._bias = load_head(head_path, len(card.labels))
         self._centre_prior = load_centre_prior(head_path)
+        self.voice_step_s = card.window.hop_frames * card.features.hop_samples / card.features.sample_rate_hz  # one model hop
         self._encoder = WhisperEncoder()
         self.voice = self.new_voice()  # the estimate predict() uses and updates; callers swap in one per speaker
 
     voice_in_front_end = False  # the voice estimate is kept here, over pooled encoder features
-    voice_step_s = 0.5  # speech per observation of the estimate: one model window
 
     def new_voice(self, memory_s: float = 0.0) -> SpeakerStats | None:
         """A fresh voice estimate for a centred head (None otherwise); older windows fade after memory_s of speech (0 = never)."""
