@@ -31,3 +31,5 @@ def test_short_benchmark_reports_every_key(ravdess_manifest):
     assert all(report["blas"][name] == "1" for name in THREAD_VARIABLES), report["blas"]
     assert report["blas"]["OPENBLAS_CORETYPE"] == os.environ.get("OPENBLAS_CORETYPE")
     assert report["details"]["serd"]["window_count"] == report["details"]["seed"]["windows"] > 0
+    assert report["details"]["settings"]["serd_bytecode"] is True  # measured like an installed serd
+    assert list((PROJECT_DIR / "serd" / "__pycache__").glob("analyze.*.pyc"))

@@ -35,7 +35,9 @@ Method
 - RSS: VmHWM from /proc; `serd run` sampled every 0.25 s, last sample before it exits at end of file.
   Startup: exec to the wall_time_s of the first `running` status (the daemon's READY).
 - analyze: `serd analyze --json --jobs N` on N WAV copies of RAVDESS clips, wall time of the whole command
-  (start-up included); marginal = extra audio / extra wall between the smallest and largest file count."""
+  (start-up included); marginal = extra audio / extra wall between the smallest and largest file count.
+- serd's modules are byte-compiled first, as `pip install` (and `make install`) leaves them, so `serd run` and
+  `serd analyze` start like an installed serd even where PYTHONDONTWRITEBYTECODE is set."""
 
 
 def _get(results: dict, *path: str, default: Any = NAN) -> Any:
@@ -152,8 +154,10 @@ def _settings_line(results: dict) -> str:
     settings = results["settings"]
     blas = settings["blas"]
     threads = ", ".join("%s=%s" % (k, v) for k, v in blas.items() if v is not None)
-    return "audio %.1f s (%d RAVDESS clips), model %s, %s CPUs; %s; OPENBLAS_CORETYPE %s" % (
-        settings["audio_s"], settings["clips"], settings["model"], settings["cpus"], threads, blas.get("OPENBLAS_CORETYPE") or "unset")
+    bytecode = "byte-compiled" if settings.get("serd_bytecode") else "compiled at each start"
+    return "audio %.1f s (%d RAVDESS clips), model %s, %s CPUs; %s; OPENBLAS_CORETYPE %s; serd modules %s" % (
+        settings["audio_s"], settings["clips"], settings["model"], settings["cpus"], threads, blas.get("OPENBLAS_CORETYPE") or "unset",
+        bytecode)
 
 
 def details(results: dict) -> dict:
