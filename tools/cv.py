@@ -7,7 +7,7 @@ import json
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +61,9 @@ VARIANTS = (
                           stem_stride=2)),
     Variant("kdwide80w9d2", "as kdwide80w9, input 2x2 blocks stacked as channels (space-to-depth) in place of the first max-pool",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9,
+                          space_to_depth=True)),
+    Variant("slim100d2", "as kdwide80w9d2 with 8 and 24 filters in the first two blocks (8, 24, 64, 128), 100 epochs",
+            TrainSettings(epochs=100, spec_augment=True, aug_copies=4, filters=(8, 24, 64, 128), distill_weight=0.9,
                           space_to_depth=True)),
     Variant("kdwide120w9", "as kdwide80w9, 120 epochs",
             TrainSettings(epochs=120, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
@@ -160,8 +163,16 @@ def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray, settings: TrainSe
 
 def _job_digest(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray) -> str:
     """Hash of what a fold result depends on: settings, clips and fold assignment."""
-    spec = repr((variant.settings, [clip.path for clip in clips], fold_of_clip.tolist(), data.cache_key(clips, None, 0)))
+    spec = repr((settings_key(variant.settings), [clip.path for clip in clips], fold_of_clip.tolist(), data.cache_key(clips, None, 0)))
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
+
+
+def settings_key(settings: TrainSettings) -> str:
+    """The settings that differ from TrainSettings' defaults, by name: a field added later with a default
+    that keeps the old behaviour leaves every earlier fold result valid."""
+    default = TrainSettings()
+    changed = {f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) != getattr(default, f.name)}
+    return repr(sorted(changed.items()))
 
 
 def _load_fold(path: Path) -> dict:
