@@ -56,10 +56,12 @@ def test_out_of_fold_posteriors_take_each_clip_from_the_fold_that_held_it_out():
     np.testing.assert_allclose(posteriors.sum(1), 1.0)
 
 
-def test_unknown_or_uncached_variants_get_a_one_line_error(tmp_path, ravdess_manifest, capsys):
-    """Exit 1 and one line naming the variant (and for a missing fold, the command that makes it)."""
+def test_unknown_or_uncached_variants_or_a_bad_size_get_a_one_line_error(tmp_path, ravdess_manifest, capsys):
+    """Exit 1 and one line naming the variant (for a missing fold, the command that makes it) or the sizes allowed."""
     assert ensemble.main(["--variants", "no-such-variant"]) == 1
     assert "unknown variant 'no-such-variant'" in capsys.readouterr().err
+    assert ensemble.main(["--variants", "kdwide80w9,spk25", "--size", "3"]) == 1
+    assert "--size from 1 to their number (2" in capsys.readouterr().err
     rows = ravdess_manifest.read_text().splitlines()
     manifest = tmp_path / "MANIFEST.tsv"
     manifest.write_text("\n".join([rows[0]] + ["%s/%s" % (ravdess_manifest.parent, row) for row in rows[1:41:4]]) + "\n")

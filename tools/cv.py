@@ -14,6 +14,7 @@ import numpy as np
 
 from tools import augment, data, scoring
 from tools.model import TrainSettings
+from tools.teacher import CENTRED_NAME
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,7 @@ def add_costs(study: dict, clips: list[data.Clip]) -> None:
         from tools import teacher
 
         teacher_entry["cost"] = teacher.cost()
-    centred_entry = study.get("baselines", {}).get("whisper_teacher_centred")
+    centred_entry = study.get("baselines", {}).get(CENTRED_NAME)
     if teacher_entry is not None and centred_entry is not None:
         centred_entry["cost"] = dict(teacher_entry["cost"])  # the encoder is the cost; subtracting a mean adds nothing measurable
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serd.metrics import uar
 from tools import data, scoring
 
 
@@ -44,12 +43,6 @@ def out_of_fold_posteriors(folds: list[dict], fold_of_clip: np.ndarray, key: str
     return posteriors, seen
 
 
-def fold_uars(posteriors: np.ndarray, seen: np.ndarray, labels: np.ndarray, fold_of_clip: np.ndarray) -> list[float]:
-    """UAR of each fold's held-out clips (argmax of the posteriors)."""
-    return [uar(labels[seen & (fold_of_clip == fold)], posteriors[seen & (fold_of_clip == fold)].argmax(1), len(data.LABELS))
-            for fold in range(int(fold_of_clip.max()) + 1)]
-
-
 def ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int, labels: np.ndarray,
                     fold_of_clip: np.ndarray) -> list[dict]:
     """Every combination of size members: mean/sample std of fold UARs, best first."""
@@ -58,8 +51,9 @@ def ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int
     for combo in itertools.combinations(names, size):
         posteriors = np.mean([members[name][0] for name in combo], axis=0)
         seen = np.all([members[name][1] for name in combo], axis=0)
-        per_fold = fold_uars(posteriors, seen, labels, fold_of_clip)
-        rows.append({"variants": list(combo), "uar": float(np.mean(per_fold)), "uar_std": float(np.std(per_fold, ddof=1)),
+        per_fold = [scoring.fold_scores(posteriors[seen & (fold_of_clip == fold)], labels[seen & (fold_of_clip == fold)])["uar"]
+                    for fold in range(int(fold_of_clip.max()) + 1)]
+        rows.append({"variants": list(combo), "uar": float(np.mean(per_fold)), "uar_std": float(np.std(per_fold, ddof=scoring.FOLD_STD_DDOF)),
                      "folds": [round(value, 4) for value in per_fold]})
     return sorted(rows, key=lambda row: -row["uar"])
 
@@ -75,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = data.clip_labels(clips)
     by_name = {variant.name: variant for variant in VARIANTS}
     names = [name for name in args.variants.split(",") if name]
+    if not 0 <= args.size <= len(names) or not names:
+        print("ensemble: error: give at least one variant, and --size from 1 to their number (%d; 0 = all together)" % len(names),
+              file=sys.stderr)
+        return 1
     members = {}
     for name in names:
         if name not in by_name:
@@ -87,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
                   % (name, ",".join(map(str, missing)), name), file=sys.stderr)
             return 1
         members[name] = out_of_fold_posteriors(folds, fold_of_clip, args.logits)
-    if not 0 <= args.size <= len(members) or not members:
-        print("ensemble: error: --size must be between 1 and the number of variants (%d)" % len(members), file=sys.stderr)
-        return 1
     size = args.size or len(members)
     rows = [row for k in sorted({1, size}) for row in ensemble_scores(members, k, labels, fold_of_clip)]  # each alone first
     if args.json:

@@ -35,6 +35,7 @@ log = logging.getLogger("tools.session_eval")
 
 SHUFFLE_SEED = 7
 CARD_TEMPLATE = data.REPO_DIR / "models" / "serd-emotion.json"
+SHIPPED_CV_RESULTS = data.REPO_DIR / "models" / "cv_results.json"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -126,14 +127,14 @@ def teacher_sessions(clips: list[data.Clip], fold_of_clip: np.ndarray, c: float,
     (started from the training speakers' mean, worth prior_windows windows), as
     `serd.whisper.WhisperEmotionModel` does; and the same estimate started afresh for each clip."""
     from serd.metrics import softmax
-    from serd.speaker import SpeakerPrior, SpeakerStats
+    from serd.speaker import SpeakerPrior
     from tools import teacher
 
     labels = data.clip_labels(clips)
     windows, features = teacher.head_data(clips)
     centred = teacher.speaker_centred(clips, windows, features)
     means = teacher.speaker_means(clips, windows[0], features[0])
-    speaker_of_clip = teacher._speaker_of_clip(clips)
+    speaker_of_clip = teacher.speaker_of_clip_ids(clips)
     clean = windows[0]
     rows = {mode: np.full((len(clips), len(data.LABELS)), 1.0 / len(data.LABELS)) for mode in ("session", "clip")}
     rng = np.random.default_rng(SHUFFLE_SEED)
@@ -177,7 +178,8 @@ def main_teacher(args: argparse.Namespace) -> int:
     clips = train.load_clips(args)
     folds = data.speaker_folds(clips)
     fold_of_clip = np.array([folds[clip.speaker] for clip in clips])
-    study = json.loads(args.cv_results.read_text()) if args.cv_results else {}
+    source = args.cv_results or SHIPPED_CV_RESULTS  # the head's C comes from the CV entry the backend follows
+    study = json.loads(source.read_text()) if source.is_file() else {}
     entry = study.get("baselines", {}).get(teacher.CENTRED_NAME, {})
     results = teacher_sessions(clips, fold_of_clip, float(entry.get("c", teacher.HEAD_C)), CENTRE_PRIOR_WINDOWS)
     if args.cv_results and entry:

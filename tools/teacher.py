@@ -145,12 +145,12 @@ def speaker_centred(clips: list[data.Clip], windows: list[data.WindowSet], featu
 
     What the teacher hears then is how a voice moves away from its own average, not the voice: the
     mean of each speaker comes from that speaker's clean windows only (no labels)."""
-    speaker_of_clip = _speaker_of_clip(clips)
+    speaker_of_clip = speaker_of_clip_ids(clips)
     means = speaker_means(clips, windows[0], features[0])
     return [f - means[speaker_of_clip[w.clip_index]] for w, f in zip(windows, features)]
 
 
-def _speaker_of_clip(clips: list[data.Clip]) -> np.ndarray:
+def speaker_of_clip_ids(clips: list[data.Clip]) -> np.ndarray:
     """Speaker number (sorted by name) of every clip."""
     speaker_ids = {speaker: i for i, speaker in enumerate(sorted({clip.speaker for clip in clips}))}
     return np.array([speaker_ids[clip.speaker] for clip in clips])
@@ -158,7 +158,7 @@ def _speaker_of_clip(clips: list[data.Clip]) -> np.ndarray:
 
 def speaker_means(clips: list[data.Clip], clean: data.WindowSet, clean_features: np.ndarray) -> np.ndarray:
     """(n_speakers, width) mean feature vector of each speaker's clean windows (speakers sorted by name)."""
-    speaker_of_clip = _speaker_of_clip(clips)
+    speaker_of_clip = speaker_of_clip_ids(clips)
     clean_speaker = speaker_of_clip[clean.clip_index]
     sums = np.zeros((speaker_of_clip.max() + 1, clean_features.shape[1]))
     np.add.at(sums, clean_speaker, clean_features)
