@@ -52,3 +52,18 @@ def test_space_to_depth_stem_stacks_each_2x2_block_as_channels_and_keeps_the_lat
 def test_space_to_depth_stem_refuses_an_odd_window():
     with pytest.raises(ValueError, match="even window"):
         train_model.build_model(FRAMES + 1, BANDS, train_model.TrainSettings(space_to_depth=True))
+
+
+def test_separable_blocks_factorise_every_convolution_after_the_first():
+    plain = train_model.TrainSettings(filters=(16, 48, 96))
+    plain_shapes, plain_model = block_outputs(plain)
+    separable_shapes, separable_model = block_outputs(replace(plain, separable=True))
+    for name in ("relu0", "relu1", "relu2"):
+        assert separable_shapes[name] == plain_shapes[name]
+    kernels = lambda m: {layer.name: tuple(layer.kernel.shape) for layer in m.layers if layer.name.startswith(("conv", "depthwise"))
+                         and hasattr(layer, "kernel")}
+    assert kernels(separable_model) == {"conv0": (3, 3, 1, 16), "depthwise1": (3, 3, 16, 1), "conv1": (1, 1, 16, 48),
+                                        "depthwise2": (3, 3, 48, 1), "conv2": (1, 1, 48, 96)}
+    assert kernels(plain_model)["conv2"] == (3, 3, 48, 96)
+    window = np.random.default_rng(0).standard_normal((1, FRAMES, BANDS, 1)).astype(np.float32)
+    assert separable_model(window, training=False).shape == (1, train_model.N_LABELS)

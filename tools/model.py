@@ -27,6 +27,7 @@ class TrainSettings:
     filters: tuple[int, ...] = (16, 32, 48, 64)
     stem_stride: int = 1  # 2: the first convolution strides 2 in place of its max-pool (a quarter of its cost)
     space_to_depth: bool = False  # each 2x2 block of the input becomes 4 channels; the first block runs at half resolution, unpooled
+    separable: bool = False  # blocks after the first: 3x3 depthwise + 1x1 pointwise convolution (about a ninth of the multiplies)
     dropout: float = 0.3
     label_smoothing: float = 0.0
     spec_augment: bool = False
@@ -60,7 +61,10 @@ def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels:
     With settings.stem_stride 2 the first block strides its convolution instead of pooling, so the
     later blocks see the same resolution at a quarter of the first block's cost. With
     settings.space_to_depth the input's 2x2 blocks are stacked as 4 channels first: the first block
-    again runs at half resolution without a pool, but its convolution sees every input cell."""
+    again runs at half resolution without a pool, but its convolution sees every input cell. With
+    settings.separable every block after the first factorises its convolution into a 3x3 depthwise one
+    (with its own BN-ReLU) and a 1x1 pointwise one, as MobileNet does; the first block, fed one or four
+    channels, keeps the full convolution."""
     tf = tf_setup(settings.seed)
     layers = tf.keras.layers
     inputs = tf.keras.Input(shape=(frames, n_features, 1), name="logmel")
@@ -73,7 +77,13 @@ def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels:
         x = layers.Reshape((frames // 2, n_features // 2, 4), name="space_to_depth")(x)
     for i, width in enumerate(settings.filters):
         stride = settings.stem_stride if i == 0 else 1
-        x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name="conv%d" % i)(x)
+        if settings.separable and i > 0:
+            x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise%d" % i)(x)
+            x = layers.BatchNormalization(name="depthwise_bn%d" % i)(x)
+            x = layers.ReLU(name="depthwise_relu%d" % i)(x)
+            x = layers.Conv2D(width, 1, use_bias=False, name="conv%d" % i)(x)
+        else:
+            x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name="conv%d" % i)(x)
         x = layers.BatchNormalization(name="bn%d" % i)(x)
         x = layers.ReLU(name="relu%d" % i)(x)
         half_resolution_stem = i == 0 and (stride != 1 or settings.space_to_depth)
