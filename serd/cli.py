@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from serd import __version__
 from serd.errors import SerdError
+from serd.process import tune_process
 
 log = logging.getLogger("serd")
 
@@ -216,8 +217,8 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: errors become one line on stderr and a non-zero exit."""
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads slow small matrix work on busy cores
     setup_logging("debug" if args.verbose else "warning")
+    tune_process()
     try:
         return COMMANDS[args.command](args)
     except SerdError as exc:
