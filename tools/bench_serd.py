@@ -21,6 +21,7 @@ from serd.events import SpeechEnded, Status
 from serd.frontend import WindowReady
 from serd.model import load_model
 from serd.pipeline import Pipeline
+from serd.process import tune_process
 from serd.publish.zmq_pub import ZmqPublisher
 from serd.ringbuffer import RingBuffer
 from tools.bench_proc import blas_info, read_wav_int16, vm_hwm_mb
@@ -176,6 +177,7 @@ def _percentiles_ms(values: list[float]) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     """AUDIO MODEL ENDPOINT -> one JSON object on stdout."""
     audio_path, model_path, endpoint = argv
+    tune_process()  # as serd's command line does before any work
     samples = read_wav_int16(audio_path)
     model = load_model(model_path)
     publisher = ZmqPublisher(endpoint, DEVICE, HIGH_WATER_MARK)

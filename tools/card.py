@@ -39,11 +39,20 @@ def _header(card: dict) -> str:
     headline = "speaker-independent 5-fold CV UAR %s %%" % _pm(cv["uar"]) if cv else "no CV figures yet"
     return (
         "# %s %s — model card\n\n"
-        "Speech emotion classifier for serd: a small CNN on 2.0 s windows of 40-band log-mel, int8 TFLite, "
+        "Speech emotion classifier for serd: %s on 2.0 s windows of 40-band log-mel, int8 TFLite, "
         "%d parameters, %.0f KB, %.2f ms per window on one CPU thread (%s); %s (8 classes)."
-        % (card["name"], card["version"], metrics["parameters"], metrics["size_bytes"] / 1024.0, metrics["invoke_ms_median"],
-           metrics.get("invoke_cpu", "this machine"), headline)
+        % (card["name"], card["version"], _network(card["training"].get("settings", {})), metrics["parameters"],
+           metrics["size_bytes"] / 1024.0, metrics["invoke_ms_median"], metrics.get("invoke_cpu", "this machine"), headline)
     )
+
+
+def _network(settings: dict) -> str:
+    """The network in a few words, from the training settings."""
+    filters = settings.get("filters")
+    blocks = " (%d blocks of %s filters)" % (len(filters), ", ".join(map(str, filters))) if filters else ""
+    if settings.get("separable"):
+        return "a small CNN%s, each block after the first depthwise-separable," % blocks
+    return "a small CNN%s" % blocks
 
 
 def _data_section(card: dict) -> str:
