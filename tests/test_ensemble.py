@@ -3,8 +3,10 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
-from tools import cv, data, ensemble
+from serd.metrics import softmax
+from tools import cv, data, ensemble, teacher, train
 from tools.model import TrainSettings
 
 
@@ -69,3 +71,36 @@ def test_unknown_or_uncached_variants_or_a_bad_size_get_a_one_line_error(tmp_pat
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "kdwide80w9 has no cached result for fold(s)" in err and "--cv --variants kdwide80w9" in err
+
+
+def test_teachers_combine_as_the_mean_of_their_log_probabilities():
+    """Each teacher counts once whatever its logits' offset: the result is the normalised geometric mean of the posteriors."""
+    rng = np.random.default_rng(0)
+    head, student = rng.normal(size=(5, 8)), 3.0 * rng.normal(size=(5, 8))
+    combined = teacher.combined_logits([head, student + 100.0])
+    probs = np.exp(combined) / np.exp(combined).sum(axis=1, keepdims=True)
+    geometric = np.sqrt(softmax(head) * softmax(student))
+    np.testing.assert_allclose(probs, geometric / geometric.sum(axis=1, keepdims=True), rtol=1e-9)
+    np.testing.assert_allclose(teacher.combined_logits([head]), np.log(softmax(head)), rtol=1e-9)
+
+
+def test_a_variant_taught_by_another_needs_that_variants_fold_models_first(tmp_path, monkeypatch):
+    """With no cached fold of sep80w9, the CV of sep80w9b stops at once with one line naming the command to run."""
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
+    with pytest.raises(SystemExit) as stopped:
+        train.main(["--cv", "--variants", "sep80w9b", "--out", str(tmp_path / "out")])
+    message = str(stopped.value)
+    assert len(message.splitlines()) == 1
+    assert "sep80w9 teach" in message and "--cv --variants sep80w9 first" in message
+    assert not (tmp_path / "windows").exists()  # refused before computing anything
+
+
+def test_a_taught_variants_fold_key_follows_its_teachers(monkeypatch):
+    """The student's cached folds depend on its teachers' settings: a retrained teacher leaves them stale otherwise."""
+    clips = data.read_manifests([data.DEFAULT_MANIFEST])[:40]
+    fold_of_clip = np.arange(40) % data.N_FOLDS
+    student = cv.variant("sep80w9b")
+    before = cv.fold_cache_path(student, clips, fold_of_clip, 0)
+    retrained = replace(cv.variant("sep80w9"), settings=replace(cv.variant("sep80w9").settings, epochs=81))
+    monkeypatch.setattr(cv, "VARIANTS", tuple(retrained if v.name == "sep80w9" else v for v in cv.VARIANTS))
+    assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != before

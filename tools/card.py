@@ -142,6 +142,10 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     distilled = card["training"].get("teacher")
     if distilled:
         which = "the speaker-centred teacher" if distilled.get("speaker_centred") else "the teacher on plain features"
+        if distilled.get("students"):
+            which += (" together with the int8 model of %s trained on the same clips (one teacher: the mean of their "
+                      "log-probabilities; in CV each fold's own model, so no held-out voice reaches the soft labels)"
+                      % " and ".join("`%s`" % name for name in distilled["students"]))
         lines.append("\nThis model was distilled from %s: loss = (1 − w)·CE(label) + w·T²·CE(teacher_T, student_T) with w = %.2f, "
                      "T = %.1f, window by window; augmented copies get the teacher's output on the augmented audio. Encoder: %s, "
                      "`%s`, SHA-256 `%s`." % (which, distilled["distill_weight"], distilled["temperature"], distilled["encoder"],

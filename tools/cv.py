@@ -69,6 +69,9 @@ VARIANTS = (
     Variant("sep80w9", "as kdwide80w9 with five blocks (16, 48, 96, 192, 256), each after the first depthwise-separable",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.9,
                           separable=True)),
+    Variant("sep80w9b", "as sep80w9, distilled from the Whisper head and the fold's sep80w9 model together (born again)",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.9,
+                          separable=True, teacher_students=("sep80w9",))),
     Variant("kdwide120w9", "as kdwide80w9, 120 epochs",
             TrainSettings(epochs=120, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
     Variant("kdwide80w9c", "as kdwide80w9, distilled from the speaker-centred teacher",
@@ -121,7 +124,7 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
             return {"val_uar": float("nan")}
         return {"val_uar": scoring.clip_uar(model.predict_logits(keras_model, test.windows), test.clip_index, labels)}
 
-    teacher_logits = fold_teacher_logits(variant, clips, versions, train_mask)
+    teacher_logits = fold_teacher_logits(variant, clips, versions, fold_of_clip, fold)
     keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation,
                                        teacher_logits)
     int8_bytes = export.convert_int8(keras_model, data.subset(versions[0], train_mask).windows, variant.settings.seed)
@@ -142,18 +145,42 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
     return result
 
 
-def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list[data.WindowSet],
-                        train_mask: np.ndarray) -> list[np.ndarray] | None:
-    """The fold's teacher logits of the training windows of every version (None when not distilling)."""
+def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list[data.WindowSet], fold_of_clip: np.ndarray,
+                        fold: int) -> list[np.ndarray] | None:
+    """The fold's teacher logits of the training windows of every version (None when not distilling): the Whisper
+    head fitted on the training clips, combined with the fold's own models of settings.teacher_students."""
     if variant.settings.distill_weight <= 0:
         return None
-    from tools import teacher
+    from tools import export, teacher
 
+    train_mask = fold_of_clip != fold
     features = teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers=1)
     if variant.settings.teacher_centred:
         features = teacher.speaker_centred(clips, versions, features)
     head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
-    return [head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]
+    teachers = [[head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]]
+    for name in variant.settings.teacher_students:
+        model_bytes = fold_student_model(name, clips, fold_of_clip, fold)
+        teachers.append([export.tflite_logits(model_bytes, data.subset(v, train_mask).windows) for v in versions])
+    if len(teachers) == 1:
+        return teachers[0]
+    return [teacher.combined_logits(list(of_version)) for of_version in zip(*teachers)]
+
+
+def fold_student_model(name: str, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> bytes:
+    """The int8 model CV variant `name` trained for this fold (its cached result), to teach another variant."""
+    result = cached_fold(variant(name), clips, fold_of_clip, fold)
+    if result is None or "int8_model" not in result:
+        raise RuntimeError("variant %s has no cached int8 model of fold %d; run python -m tools.train --cv --variants %s first"
+                           % (name, fold, name))
+    return result["int8_model"].tobytes()
+
+
+def missing_student_teachers(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray) -> list[str]:
+    """The teacher_students of the variants that lack a cached int8 model for some fold."""
+    names = sorted({name for v in variants for name in v.settings.teacher_students})
+    return [name for name in names if any("int8_model" not in (cached_fold(variant(name), clips, fold_of_clip, fold) or {})
+                                          for fold in range(data.N_FOLDS))]
 
 
 def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray, settings: TrainSettings) -> data.WindowSet:
@@ -168,6 +195,9 @@ def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray, settings: TrainSe
 def _job_digest(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray) -> str:
     """Hash of what a fold result depends on: settings, clips and fold assignment."""
     spec = repr((settings_key(variant.settings), [clip.path for clip in clips], fold_of_clip.tolist(), data.cache_key(clips, None, 0)))
+    if variant.settings.teacher_students:  # a retrained teacher invalidates its students
+        by_name = {v.name: v for v in VARIANTS}
+        spec += repr([_job_digest(by_name[name], clips, fold_of_clip) for name in variant.settings.teacher_students])
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
 
@@ -204,6 +234,10 @@ def run_study(args) -> dict:
     chosen = [] if args.baselines_only else [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
     if args.epochs is not None:
         chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
+    missing = missing_student_teachers(chosen, clips, fold_of_clip)
+    if missing:
+        raise SystemExit("variant(s) %s teach others but have folds without a cached int8 model; run python -m tools.train "
+                         "--cv --variants %s first" % (", ".join(missing), ",".join(missing)))
     _prepare_caches(clips, chosen, args.workers)
     if args.baselines:
         from tools import baselines

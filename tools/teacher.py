@@ -102,6 +102,14 @@ def version_features(clips: list[data.Clip], aug: augment.AudioAugment, aug_copi
     return found
 
 
+def combined_logits(logit_sets: list[np.ndarray]) -> np.ndarray:
+    """Several teachers' logits of the same windows as one teacher: the mean of their log-probabilities
+    (the normalised geometric mean of their posteriors), so that no teacher weighs more for its logits' scale."""
+    log_probs = [z - z.max(axis=1, keepdims=True) for z in logit_sets]
+    log_probs = [z - np.log(np.exp(z).sum(axis=1, keepdims=True)) for z in log_probs]
+    return np.mean(log_probs, axis=0)
+
+
 @dataclass
 class Head:
     """Standardisation + multinomial logistic regression over pooled encoder features."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -45,11 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def settings_from(args: argparse.Namespace) -> TrainSettings:
-    """The final settings with command-line overrides."""
+def settings_from(args: argparse.Namespace, name: str = FINAL_VARIANT) -> TrainSettings:
+    """The settings of CV variant `name` (default: the shipped one) with command-line overrides."""
     from tools.cv import variant
 
-    settings = replace(variant(FINAL_VARIANT).settings, seed=args.seed)
+    settings = replace(variant(name).settings, seed=args.seed)
     if args.epochs is not None:
         settings = replace(settings, epochs=args.epochs)
     if args.aug_copies is not None:
@@ -101,7 +102,7 @@ def train_final(args: argparse.Namespace) -> Path:
     versions = window_versions(clips, settings, args.workers)
     labels = data.clip_labels(clips)
     started = time.time()
-    keras_model, history = model.train(versions, labels, settings, teacher_logits=final_teacher_logits(clips, versions, settings, args.workers))
+    keras_model, history = model.train(versions, labels, settings, teacher_logits=final_teacher_logits(clips, versions, settings, args))
     train_s = time.time() - started
     int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
     out = args.out
@@ -126,17 +127,43 @@ def train_final(args: argparse.Namespace) -> Path:
 
 
 def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet], settings: TrainSettings,
-                         workers: int) -> list[np.ndarray] | None:
-    """Soft labels for the final model: a teacher head fitted on every clip (None when not distilling)."""
+                         args: argparse.Namespace) -> list[np.ndarray] | None:
+    """Soft labels for the final model: a teacher head fitted on every clip, combined with the final models of
+    settings.teacher_students (None when not distilling)."""
     if settings.distill_weight <= 0:
         return None
-    from tools import teacher
+    from tools import export, teacher
 
-    features = teacher.version_features(clips, settings.audio, settings.aug_copies, workers)
+    features = teacher.version_features(clips, settings.audio, settings.aug_copies, args.workers)
     if settings.teacher_centred:
         features = teacher.speaker_centred(clips, versions, features)
     head = teacher.fold_head(versions, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool))
-    return [head.logits(f) for f in features]
+    teachers = [[head.logits(f) for f in features]]
+    for name in settings.teacher_students:
+        model_bytes = final_student_model(name, clips, args)
+        teachers.append([export.tflite_logits(model_bytes, v.windows) for v in versions])
+    if len(teachers) == 1:
+        return teachers[0]
+    return [teacher.combined_logits(list(of_version)) for of_version in zip(*teachers)]
+
+
+def final_student_model(name: str, clips: list[data.Clip], args: argparse.Namespace) -> bytes:
+    """The int8 model of CV variant `name` (with the command line's overrides) trained on every clip, to teach
+    another final model; trained once and kept in the cache (.cache/final), keyed by its settings and the clips."""
+    from tools import cv, export, model
+
+    settings = settings_from(args, name)
+    spec = repr((cv.settings_key(settings), [clip.path for clip in clips], data.cache_key(clips, None, 0)))
+    path = data.cache_dir("final") / ("%s_%s.tflite" % (name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
+    if path.is_file():
+        return path.read_bytes()
+    log.info("training %s on every clip to teach the final model (kept in %s)", name, path)
+    versions = window_versions(clips, settings, args.workers)
+    keras_model, _ = model.train(versions, data.clip_labels(clips), settings,
+                                 teacher_logits=final_teacher_logits(clips, versions, settings, args))
+    int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
+    export.write(int8_bytes, path)
+    return int8_bytes
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
@@ -195,7 +222,8 @@ def teacher_record(settings: TrainSettings) -> dict | None:
 
     return {"encoder": "Whisper tiny.en (CTranslate2 int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
             "head": teacher.DESCRIPTION % teacher.HEAD_C + (teacher.CENTRED_NOTE if settings.teacher_centred else ""),
-            "speaker_centred": settings.teacher_centred, "distill_weight": settings.distill_weight,
+            "speaker_centred": settings.teacher_centred, "students": list(settings.teacher_students),
+            "distill_weight": settings.distill_weight,
             "temperature": settings.distill_temperature}
 
 
