@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from tests.conftest import PROJECT_DIR, SHARED_DIR
+from tools import bench_serd
+from tools.bench_serd import CHUNK_SAMPLES
 
 BENCH_TIMEOUT_S = 300
 HEADLINE_KEYS = (
@@ -33,3 +35,26 @@ def test_short_benchmark_reports_every_key(ravdess_manifest):
     assert report["details"]["serd"]["window_count"] == report["details"]["seed"]["windows"] > 0
     assert report["details"]["settings"]["serd_bytecode"] is True  # measured like an installed serd
     assert list((PROJECT_DIR / "serd" / "__pycache__").glob("analyze.*.pyc"))
+
+
+def steps(windows_at: dict[int, int], n_steps: int) -> list[dict]:
+    """30 ms steps of 1 ms wall each (model runs add 2 ms), releasing windows_at[k] windows at step k."""
+    return [{"end": (k + 1) * CHUNK_SAMPLES, "total_s": 0.001 + 0.002 * windows_at.get(k, 0), "cpu_s": 0.001,
+             "stages": {"vad": 0.001, "model": 0.002 * windows_at.get(k, 0)}, "windows": windows_at.get(k, 0)}
+            for k in range(n_steps)]
+
+
+def test_every_model_run_falls_in_one_model_hop_of_at_most_half_a_second():
+    """A segment's last window 5 steps after the one before, a long silence, then a new segment: three hops,
+    one model run each, and the silence before the new segment counts only its last 0.5 s (16 steps of 30 ms)."""
+    chunks = steps({20: 1, 25: 1, 300: 1}, 320)
+    hops = bench_serd.model_hops(chunks)
+    assert [hop["released"] for hop in hops] == [1, 1, 1]
+    assert [round(hop["model"], 6) for hop in hops] == [0.002] * 3
+    steps_per_hop = bench_serd.HOP_SAMPLES // CHUNK_SAMPLES + 1  # 16 whole steps and the one reaching into the hop
+    assert [round(hop["vad"] * 1000) for hop in hops] == [steps_per_hop, 5, steps_per_hop]
+    grid = bench_serd.grid_hops(chunks)  # steps 20 and 25 share the fixed span of samples 8000-15999
+    assert [hop["released"] for hop in grid] == [2, 1]
+    table = bench_serd.hop_latency(chunks)
+    assert table["hops"] == {"count": 3, "two_windows": 0, "grid_count": 2, "grid_two_windows": 1}
+    assert table["model"]["max"] == 2.0 and table["grid_total"]["max"] > table["total"]["max"]

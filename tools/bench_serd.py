@@ -148,22 +148,51 @@ def latency_pass(samples: np.ndarray, model, publisher: ZmqPublisher) -> tuple[l
 
 
 def hop_latency(chunks: list[dict]) -> dict[str, dict[str, float]]:
-    """p50/p99/max in ms per stage and in total, summed per 0.5 s hop; hops where the model ran."""
-    hops: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    """p50/p99/max in ms per stage and in total over the model's hops (model_hops), the 30 ms steps, and the older
+    fixed 0.5 s grid of audio (grid_total: a span of the grid may hold two model runs, e.g. a segment's last
+    window and the next window soon after)."""
+    hops = model_hops(chunks)
+    table = {stage: _percentiles_ms([hop.get(stage, 0.0) for hop in hops]) for stage in STAGES + ("total", "total_cpu")}
+    grid = grid_hops(chunks)
+    table["grid_total"] = _percentiles_ms([hop["total"] for hop in grid])
+    releasing = [chunk["total_s"] for chunk in chunks if chunk["windows"] > 0]
+    table["releasing_call"] = _percentiles_ms(releasing)
+    table["any_call"] = _percentiles_ms([chunk["total_s"] for chunk in chunks])
+    table["hops"] = {"count": len(hops), "two_windows": sum(1 for hop in hops if hop["released"] > 1),
+                     "grid_count": len(grid), "grid_two_windows": sum(1 for hop in grid if hop["released"] > 1)}
+    return table
+
+
+def model_hops(chunks: list[dict]) -> list[dict[str, float]]:
+    """Stage sums of each model hop: the 30 ms steps after the previous window release, at most one hop of audio
+    back, up to and including the step that releases the next window; every model run falls in exactly one hop."""
+    hops, pending = [], []
     for chunk in chunks:
-        hop = hops[(chunk["end"] - 1) // HOP_SAMPLES]
+        pending.append(chunk)
+        if chunk["windows"]:
+            hops.append(_summed([c for c in pending if c["end"] > chunk["end"] - HOP_SAMPLES]))
+            pending = []
+    return hops
+
+
+def grid_hops(chunks: list[dict]) -> list[dict[str, float]]:
+    """Stage sums of each 0.5 s of audio (a fixed grid from the first sample) in which the model ran."""
+    spans: dict[int, list[dict]] = defaultdict(list)
+    for chunk in chunks:
+        spans[(chunk["end"] - 1) // HOP_SAMPLES].append(chunk)
+    return [hop for hop in map(_summed, spans.values()) if hop["released"] > 0]
+
+
+def _summed(chunks: list[dict]) -> dict[str, float]:
+    """Stage times, total wall and thread CPU time and windows released, summed over some 30 ms steps."""
+    hop: dict[str, float] = defaultdict(float)
+    for chunk in chunks:
         for stage, seconds in chunk["stages"].items():
             hop[stage] += seconds
         hop["total"] += chunk["total_s"]
         hop["total_cpu"] += chunk["cpu_s"]
         hop["released"] += chunk["windows"]
-    model_hops = [hop for hop in hops.values() if hop["released"] > 0]
-    table = {stage: _percentiles_ms([hop.get(stage, 0.0) for hop in model_hops]) for stage in STAGES + ("total", "total_cpu")}
-    releasing = [chunk["total_s"] for chunk in chunks if chunk["windows"] > 0]
-    table["releasing_call"] = _percentiles_ms(releasing)
-    table["any_call"] = _percentiles_ms([chunk["total_s"] for chunk in chunks])
-    table["hops"] = {"count": len(model_hops), "two_windows": sum(1 for hop in model_hops if hop["released"] > 1)}
-    return table
+    return hop
 
 
 def _percentiles_ms(values: list[float]) -> dict[str, float]:
