@@ -3,10 +3,13 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from serd.features import FeatureParams
@@ -107,3 +110,27 @@ def test_training_writes_the_whisper_backend_and_serd_eval_runs_it(trained):
     assert report["n"] == n_clips and sum(map(sum, report["confusion"])) == n_clips
     # the head was fitted on these very clips: it must fit them far better than chance (1/8)
     assert report["accuracy"] > 0.5
+
+
+def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(trained, monkeypatch):
+    """With teacher_students, the final soft labels combine the Whisper head with the student's final model,
+    taken from the cache (placed there: nothing retrains) and run on every window version."""
+    from tools import data, export, teacher, train
+
+    manifest, out, env = trained
+    monkeypatch.setenv(data.CACHE_ENV, env["SERD_TRAIN_CACHE"])
+    args = train.parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
+    clips = train.load_clips(args)
+    plain = train.settings_from(args, "sep80w9")
+    taught = replace(plain, teacher_students=("sep80w9",))
+    student_path = train.final_student_path("sep80w9", clips, args)
+    student_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "serd-emotion.tflite", student_path)
+    versions = train.window_versions(clips, taught, args.workers)
+    head_logits = train.final_teacher_logits(clips, versions, plain, args)
+    combined = train.final_teacher_logits(clips, versions, taught, args)
+    assert len(combined) == len(versions) == 2
+    for version, head, both in zip(versions, head_logits, combined):
+        student = export.tflite_logits(student_path.read_bytes(), version.windows)
+        np.testing.assert_allclose(both, teacher.combined_logits([head, student]), rtol=1e-6)
+        assert not np.allclose(both, teacher.combined_logits([head]))

@@ -150,11 +150,9 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
 def final_student_model(name: str, clips: list[data.Clip], args: argparse.Namespace) -> bytes:
     """The int8 model of CV variant `name` (with the command line's overrides) trained on every clip, to teach
     another final model; trained once and kept in the cache (.cache/final), keyed by its settings and the clips."""
-    from tools import cv, export, model
+    from tools import export, model
 
-    settings = settings_from(args, name)
-    spec = repr((cv.settings_key(settings), [clip.path for clip in clips], data.cache_key(clips, None, 0)))
-    path = data.cache_dir("final") / ("%s_%s.tflite" % (name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
+    settings, path = settings_from(args, name), final_student_path(name, clips, args)
     if path.is_file():
         return path.read_bytes()
     log.info("training %s on every clip to teach the final model (kept in %s)", name, path)
@@ -164,6 +162,14 @@ def final_student_model(name: str, clips: list[data.Clip], args: argparse.Namesp
     int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
     export.write(int8_bytes, path)
     return int8_bytes
+
+
+def final_student_path(name: str, clips: list[data.Clip], args: argparse.Namespace) -> Path:
+    """Where final_student_model keeps the model of variant `name` trained on these clips."""
+    from tools import cv
+
+    spec = repr((cv.settings_key(settings_from(args, name)), [clip.path for clip in clips], data.cache_key(clips, None, 0)))
+    return data.cache_dir("final") / ("%s_%s.tflite" % (name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
