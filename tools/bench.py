@@ -34,6 +34,8 @@ log = logging.getLogger("tools.bench")
 DEFAULT_SECONDS = 180.0
 SHORT_SECONDS = 20.0
 SHORT_LIVE_SECONDS = 10.0
+LOW_LATENCY_CHUNK_MS = 10  # the second live run's [source] chunk_ms: latency against CPU
+LOW_LATENCY_SECONDS = 60.0
 FILE_COUNTS = (1, 10, 100)
 SHORT_FILE_COUNTS = (1, 3, 6)
 WHISPER_MODEL = "serd-whisper"
@@ -132,6 +134,8 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
     audio_path = write_wav(folder / "speech.wav", audio.samples)
     live_s = min(audio.duration_s, SHORT_LIVE_SECONDS) if args.short else audio.duration_s
     live_path = write_wav(folder / "live.wav", audio.samples[: int(live_s * SAMPLE_RATE_HZ)])
+    low_s = min(live_s, LOW_LATENCY_SECONDS)
+    low_path = write_wav(folder / "live_low.wav", audio.samples[: int(low_s * SAMPLE_RATE_HZ)])
     results = {"settings": {"manifest": str(args.manifest), "model": model_path, "audio_s": audio.duration_s, "clips": len(audio.clips),
                             "live_audio_s": live_s, "short": args.short, "blas": blas_settings(env), "cpus": os.cpu_count(),
                             "serd_bytecode": compile_serd()},
@@ -140,6 +144,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
         ("serd", lambda: run_serd_worker(folder, audio_path, model_path, env)),
         ("seed", lambda: run_seed_worker(folder, audio_path, results["serd"]["windows"], env)),
         ("live", lambda: live_benchmark(folder, live_path, model_path, env, live_s)),
+        ("live_low", lambda: dict(live_benchmark(folder, low_path, model_path, env, low_s, LOW_LATENCY_CHUNK_MS), chunk_ms=LOW_LATENCY_CHUNK_MS)),
         ("analyze", lambda: analyze_benchmark(folder / "clips", load_bench_audio(args.manifest, 0.0, max(counts)), model_path, env, counts)),
     ]
     if whisper_installed():

@@ -121,12 +121,13 @@ class MqttListener:
         self._client.loop_stop()
 
 
-def run_daemon(folder: Path, audio_path: Path, model_path: str, env: dict, audio_s: float) -> dict:
-    """serd run over the file in real time; returns receive logs and process samples."""
+def run_daemon(folder: Path, audio_path: Path, model_path: str, env: dict, audio_s: float, chunk_ms: int | None = None) -> dict:
+    """serd run over the file in real time ([source] chunk_ms if given, else its default); returns receive logs
+    and process samples."""
     broker, port = start_mosquitto(folder)
     endpoint = "ipc://%s" % (folder / "serd.ipc")
     config_path = folder / "live.conf"
-    config_path.write_text(LIVE_CONFIG)
+    config_path.write_text(LIVE_CONFIG + ("[source]\nchunk_ms = %d\n" % chunk_ms if chunk_ms else ""))
     zmq_listener, mqtt_listener = ZmqListener(endpoint), MqttListener(port)
     zmq_listener.start()
     mqtt_listener.subscribed.wait(BROKER_START_TIMEOUT_S)
@@ -224,6 +225,6 @@ def _stats(values: dict[str, list[float]]) -> dict:
     return out
 
 
-def live_benchmark(folder: Path, audio_path: Path, model_path: str, env: dict, audio_s: float) -> dict:
+def live_benchmark(folder: Path, audio_path: Path, model_path: str, env: dict, audio_s: float, chunk_ms: int | None = None) -> dict:
     """Run the daemon once and summarise it."""
-    return summarise(run_daemon(folder, audio_path, model_path, env, audio_s))
+    return summarise(run_daemon(folder, audio_path, model_path, env, audio_s, chunk_ms))
