@@ -35,3 +35,25 @@ def test_student_windows_are_normalised_by_their_own_speakers_frames():
     np.testing.assert_allclose(prior.mean, (loud.reshape(-1, 3).mean(0) + quiet.reshape(-1, 3).mean(0)) / 2, atol=1e-5)
     np.testing.assert_allclose(prior.std, (loud.reshape(-1, 3).std(0) + quiet.reshape(-1, 3).std(0)) / 2, atol=1e-5)
     assert prior.weight_frames == 7
+
+
+def test_cross_fitted_soft_labels_come_from_heads_that_never_saw_the_clips_group():
+    """Groups 0, 1 and 3 show label k in feature k; group 2 shows it in feature 8 + k, features nobody else uses.
+    A head fitted on group 2 reads its clips perfectly; the cross-fitted soft labels of group 2, from a head
+    fitted on groups 0 and 1 only, cannot (in the clean and the augmented version alike); fold 3 (the test
+    fold) gets no rows."""
+    n_labels, per_group = len(data.LABELS), 3
+    labels = np.tile(np.arange(n_labels), 4 * per_group)
+    group = np.repeat(np.arange(4), n_labels * per_group)
+    rng = np.random.default_rng(0)
+    features = np.eye(2 * n_labels)[np.where(group == 2, n_labels + labels, labels)] + 0.05 * rng.normal(size=(len(labels), 2 * n_labels))
+    versions = [data.WindowSet(np.zeros((len(labels), 1, 1), np.float32), np.arange(len(labels))) for _ in range(2)]
+    train_mask = group != 3
+    logits = teacher.crossfit_logits(versions, [features, features + 0.01], labels, train_mask, group)
+    assert [len(version) for version in logits] == [int(train_mask.sum())] * 2
+    kept_labels, kept_group = labels[train_mask], group[train_mask]
+    for version in logits:
+        right = version.argmax(axis=1) == kept_labels
+        assert right[kept_group != 2].mean() == 1.0 and right[kept_group == 2].mean() < 0.5
+    in_sample = teacher.fold_head(versions, [features, features], labels, train_mask).logits(features[group == 2])
+    assert np.all(in_sample.argmax(axis=1) == labels[group == 2])

@@ -72,6 +72,9 @@ VARIANTS = (
     Variant("sep80w9b", "as sep80w9, distilled from the Whisper head and the fold's sep80w9 model together (born again)",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.9,
                           separable=True, teacher_students=("sep80w9",))),
+    Variant("sep80x5", "as sep80w9, soft labels of each training actor from a teacher head fitted without that actor's fold, weight 0.5",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.5,
+                          separable=True, teacher_crossfit=True)),
     Variant("kdwide120w9", "as kdwide80w9, 120 epochs",
             TrainSettings(epochs=120, spec_augment=True, aug_copies=4, filters=(16, 32, 64, 128), distill_weight=0.9)),
     Variant("kdwide80w9c", "as kdwide80w9, distilled from the speaker-centred teacher",
@@ -157,8 +160,11 @@ def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list
     features = teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers=1)
     if variant.settings.teacher_centred:
         features = teacher.speaker_centred(clips, versions, features)
-    head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
-    teachers = [[head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]]
+    if variant.settings.teacher_crossfit:  # the other folds are the groups: 4 actors each, both sexes
+        teachers = [teacher.crossfit_logits(versions, features, data.clip_labels(clips), train_mask, fold_of_clip)]
+    else:
+        head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
+        teachers = [[head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]]
     for name in variant.settings.teacher_students:
         model_bytes = fold_student_model(name, clips, fold_of_clip, fold)
         teachers.append([export.tflite_logits(model_bytes, data.subset(v, train_mask).windows) for v in versions])

@@ -36,6 +36,7 @@ class TrainSettings:
     distill_weight: float = 0.0  # share of the loss taken by the teacher's soft labels (0 = hard labels only)
     distill_temperature: float = 2.0  # softens teacher and student alike in the distillation term
     teacher_centred: bool = False  # the teacher's features are centred on each speaker's mean (teacher.speaker_centred)
+    teacher_crossfit: bool = False  # each training clip's soft labels from a head fitted without its speakers (teacher.crossfit_logits)
     teacher_students: tuple[str, ...] = ()  # CV variants whose trained models join the Whisper head as teachers (teacher.combined_logits)
     normalisation: str = "window"  # "window": per-window mean/variance; "speaker": each speaker's mean/variance (data.speaker_normalised)
     seed: int = 1234

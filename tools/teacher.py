@@ -181,6 +181,21 @@ def fold_head(windows: list[data.WindowSet], features: list[np.ndarray], clip_la
     return fit_head(x, clip_labels[clip_index], clip_index, c)
 
 
+def crossfit_logits(windows: list[data.WindowSet], features: list[np.ndarray], clip_labels: np.ndarray,
+                    train_mask: np.ndarray, group_of_clip: np.ndarray) -> list[np.ndarray]:
+    """Logits of the training clips' windows of every version, each from a head fitted on the other groups of
+    training clips only: soft labels of how the teacher hears a voice it was not fitted on."""
+    out = [np.zeros((int(train_mask[w.clip_index].sum()), len(data.LABELS))) for w in windows]
+    for group in np.unique(group_of_clip[train_mask]):
+        held = train_mask & (group_of_clip == group)
+        head = fold_head(windows, features, clip_labels, train_mask & ~held)
+        for logits, w, f in zip(out, windows, features):
+            in_train = train_mask[w.clip_index]
+            rows = held[w.clip_index][in_train]
+            logits[rows] = head.logits(f[in_train][rows])
+    return out
+
+
 def head_data(clips: list[data.Clip], workers: int = 2, aug_copies: int = HEAD_AUG_COPIES) -> tuple[list[data.WindowSet], list[np.ndarray]]:
     """Windows and teacher features of the clean clips and aug_copies HEAD_AUG copies."""
     windows = [data.compute_windows(clips, None, 0, workers)]

@@ -137,8 +137,14 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
     features = teacher.version_features(clips, settings.audio, settings.aug_copies, args.workers)
     if settings.teacher_centred:
         features = teacher.speaker_centred(clips, versions, features)
-    head = teacher.fold_head(versions, features, data.clip_labels(clips), np.ones(len(clips), dtype=bool))
-    teachers = [[head.logits(f) for f in features]]
+    every_clip = np.ones(len(clips), dtype=bool)
+    if settings.teacher_crossfit:  # the CV folds are the groups
+        folds = data.speaker_folds(clips)
+        group_of_clip = np.array([folds[clip.speaker] for clip in clips])
+        teachers = [teacher.crossfit_logits(versions, features, data.clip_labels(clips), every_clip, group_of_clip)]
+    else:
+        head = teacher.fold_head(versions, features, data.clip_labels(clips), every_clip)
+        teachers = [[head.logits(f) for f in features]]
     for name in settings.teacher_students:
         model_bytes = final_student_model(name, clips, args)
         teachers.append([export.tflite_logits(model_bytes, v.windows) for v in versions])
@@ -228,7 +234,8 @@ def teacher_record(settings: TrainSettings) -> dict | None:
 
     return {"encoder": "Whisper tiny.en (CTranslate2 int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
             "head": teacher.DESCRIPTION % teacher.HEAD_C + (teacher.CENTRED_NOTE if settings.teacher_centred else ""),
-            "speaker_centred": settings.teacher_centred, "students": list(settings.teacher_students),
+            "speaker_centred": settings.teacher_centred, "cross_fitted": settings.teacher_crossfit,
+            "students": list(settings.teacher_students),
             "distill_weight": settings.distill_weight,
             "temperature": settings.distill_temperature}
 
