@@ -104,3 +104,11 @@ def test_a_taught_variants_fold_key_follows_its_teachers(monkeypatch):
     retrained = replace(cv.variant("sep80w9"), settings=replace(cv.variant("sep80w9").settings, epochs=81))
     monkeypatch.setattr(cv, "VARIANTS", tuple(retrained if v.name == "sep80w9" else v for v in cv.VARIANTS))
     assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != before
+
+
+def test_a_teacher_run_in_the_same_study_runs_before_its_students():
+    """`--cv` with sep80w9b and sep80w9 together: sep80w9's folds go first, in a pool of their own."""
+    chosen = [cv.variant(name) for name in ("sep80w9b", "kdwide80w9", "sep80w9")]
+    teaching, taught = cv.teachers_first(chosen)
+    assert [v.name for v in teaching] == ["sep80w9"] and [v.name for v in taught] == ["sep80w9b", "kdwide80w9"]
+    assert cv.teachers_first(chosen[1:2]) == ([], chosen[1:2])

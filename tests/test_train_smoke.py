@@ -134,3 +134,25 @@ def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(train
         student = export.tflite_logits(student_path.read_bytes(), version.windows)
         np.testing.assert_allclose(both, teacher.combined_logits([head, student]), rtol=1e-6)
         assert not np.allclose(both, teacher.combined_logits([head]))
+
+
+def test_a_cross_fitted_final_teacher_labels_each_actor_with_a_head_fitted_without_them(trained, monkeypatch):
+    """teacher_crossfit in the final run: the soft labels of each actor's windows equal those of a head fitted on the
+    other actors (the CV folds are the groups; here each of the four actors is a fold of its own)."""
+    from tools import data, teacher, train
+
+    manifest, out, env = trained
+    monkeypatch.setenv(data.CACHE_ENV, env["SERD_TRAIN_CACHE"])
+    args = train.parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
+    clips = train.load_clips(args)
+    settings = replace(train.settings_from(args, "sep80w9"), teacher_crossfit=True)
+    versions = train.window_versions(clips, settings, args.workers)
+    cross_fitted = train.final_teacher_logits(clips, versions, settings, args)
+    features = teacher.version_features(clips, settings.audio, settings.aug_copies, args.workers)
+    labels, speakers = data.clip_labels(clips), np.array([clip.speaker for clip in clips])
+    assert len(set(data.speaker_folds(clips).values())) == len(ACTORS)
+    for speaker in sorted(set(speakers)):
+        head = teacher.fold_head(versions, features, labels, speakers != speaker)
+        for version, version_features, logits in zip(versions, features, cross_fitted):
+            rows = speakers[version.clip_index] == speaker
+            np.testing.assert_allclose(logits[rows], head.logits(version_features[rows]), rtol=1e-6)

@@ -91,7 +91,7 @@ VARIANTS = (
 
 
 STUDY = ("clean25", "clean50", "spk25", "spec50", "noise50", "speed50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9", "kdwide80w9",
-         "kdwide80w9s2", "kdwide80w9d2", "slim100d2", "sep80w9")  # the card's table, in this order; default of --cv
+         "kdwide80w9s2", "kdwide80w9d2", "slim100d2", "sep80w9", "sep80w9b")  # the card's table, in this order; default of --cv
 
 
 def variant(name: str) -> Variant:
@@ -182,6 +182,12 @@ def fold_student_model(name: str, clips: list[data.Clip], fold_of_clip: np.ndarr
     return result["int8_model"].tobytes()
 
 
+def teachers_first(chosen: list[Variant]) -> tuple[list[Variant], list[Variant]]:
+    """The chosen variants that teach other chosen ones (their folds run first), and the rest."""
+    teaching = [v for v in chosen if any(v.name in other.settings.teacher_students for other in chosen)]
+    return teaching, [v for v in chosen if v not in teaching]
+
+
 def missing_student_teachers(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray) -> list[str]:
     """The teacher_students of the variants that lack a cached int8 model for some fold."""
     names = sorted({name for v in variants for name in v.settings.teacher_students})
@@ -240,7 +246,8 @@ def run_study(args) -> dict:
     chosen = [] if args.baselines_only else [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
     if args.epochs is not None:
         chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
-    missing = missing_student_teachers(chosen, clips, fold_of_clip)
+    teaching, taught = teachers_first(chosen)
+    missing = [name for name in missing_student_teachers(chosen, clips, fold_of_clip) if name not in {v.name for v in teaching}]
     if missing:
         raise SystemExit("variant(s) %s teach others but have folds without a cached int8 model; run python -m tools.train "
                          "--cv --variants %s first" % (", ".join(missing), ",".join(missing)))
@@ -249,7 +256,8 @@ def run_study(args) -> dict:
         from tools import baselines
 
         baselines.prepare(clips)
-    results = _run_jobs(chosen, clips, fold_of_clip, args)
+    results = _run_jobs(teaching, clips, fold_of_clip, args, baselines=False)  # teachers' folds first: their students load them
+    results.update(_run_jobs(taught, clips, fold_of_clip, args, baselines=args.baselines))
     if args.teacher:
         from tools import teacher
 
@@ -316,15 +324,15 @@ def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: in
             teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers)
 
 
-def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, args) -> dict:
-    """All (variant, fold) jobs and the baselines on PROCESSES one-thread processes."""
-    from tools import baselines
+def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, args, baselines: bool) -> dict:
+    """All (variant, fold) jobs (and the baselines) on PROCESSES one-thread processes."""
+    from tools.baselines import BASELINES, run as run_baseline
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(PROCESSES, mp_context=context, initializer=_worker_init, max_tasks_per_child=1) as pool:
         futures = {}
-        for name in baselines.BASELINES if args.baselines else ():
-            futures[("baseline", name)] = pool.submit(baselines.run, name, clips, fold_of_clip)
+        for name in BASELINES if baselines else ():
+            futures[("baseline", name)] = pool.submit(run_baseline, name, clips, fold_of_clip)
         for variant in variants:
             for fold in range(data.N_FOLDS):
                 futures[(variant.name, fold)] = pool.submit(fold_job, variant, clips, fold_of_clip, fold)
