@@ -256,8 +256,8 @@ def run_study(args) -> dict:
         from tools import baselines
 
         baselines.prepare(clips)
-    results = _run_jobs(teaching, clips, fold_of_clip, args, baselines=False)  # teachers' folds first: their students load them
-    results.update(_run_jobs(taught, clips, fold_of_clip, args, baselines=args.baselines))
+    results = _run_jobs(teaching, clips, fold_of_clip, baselines=False)  # teachers' folds first: their students load them
+    results.update(_run_jobs(taught, clips, fold_of_clip, baselines=args.baselines))
     if args.teacher:
         from tools import teacher
 
@@ -324,7 +324,7 @@ def _prepare_caches(clips: list[data.Clip], variants: list[Variant], workers: in
             teacher.version_features(clips, variant.settings.audio, variant.settings.aug_copies, workers)
 
 
-def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, args, baselines: bool) -> dict:
+def _run_jobs(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray, baselines: bool) -> dict:
     """All (variant, fold) jobs (and the baselines) on PROCESSES one-thread processes."""
     from tools.baselines import BASELINES, run as run_baseline
 
