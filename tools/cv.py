@@ -168,9 +168,7 @@ def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list
     for name in variant.settings.teacher_students:
         model_bytes = fold_student_model(name, clips, fold_of_clip, fold)
         teachers.append([export.tflite_logits(model_bytes, data.subset(v, train_mask).windows) for v in versions])
-    if len(teachers) == 1:
-        return teachers[0]
-    return [teacher.combined_logits(list(of_version)) for of_version in zip(*teachers)]
+    return teacher.combined_versions(teachers)
 
 
 def fold_student_model(name: str, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> bytes:

@@ -110,6 +110,13 @@ def combined_logits(logit_sets: list[np.ndarray]) -> np.ndarray:
     return np.mean(log_probs, axis=0)
 
 
+def combined_versions(teachers: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """teachers[t][k]: teacher t's logits of window version k -> one teacher's logits per version."""
+    if len(teachers) == 1:
+        return teachers[0]
+    return [combined_logits(list(of_version)) for of_version in zip(*teachers)]
+
+
 @dataclass
 class Head:
     """Standardisation + multinomial logistic regression over pooled encoder features."""

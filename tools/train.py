@@ -148,9 +148,7 @@ def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet],
     for name in settings.teacher_students:
         model_bytes = final_student_model(name, clips, args)
         teachers.append([export.tflite_logits(model_bytes, v.windows) for v in versions])
-    if len(teachers) == 1:
-        return teachers[0]
-    return [teacher.combined_logits(list(of_version)) for of_version in zip(*teachers)]
+    return teacher.combined_versions(teachers)
 
 
 def final_student_model(name: str, clips: list[data.Clip], args: argparse.Namespace) -> bytes:
