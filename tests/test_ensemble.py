@@ -112,3 +112,21 @@ def test_a_teacher_run_in_the_same_study_runs_before_its_students():
     teaching, taught = cv.teachers_first(chosen)
     assert [v.name for v in teaching] == ["sep80w9"] and [v.name for v in taught] == ["sep80w9b", "kdwide80w9"]
     assert cv.teachers_first(chosen[1:2]) == ([], chosen[1:2])
+
+
+def test_an_epochs_override_reaches_the_variants_that_teach(tmp_path, monkeypatch):
+    """`--cv --epochs 2` with sep80w9b: its teacher is looked up as sep80w9 trained for 2 epochs, in the same run or cached."""
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
+    clips = data.read_manifests([data.DEFAULT_MANIFEST])[:40]
+    fold_of_clip = np.arange(40) % data.N_FOLDS
+    student, short_teacher = cv.with_epochs(cv.variant("sep80w9b"), 2), cv.with_epochs(cv.variant("sep80w9"), 2)
+    assert student.settings.epochs == 2 and cv.teacher_variants(student) == [short_teacher]
+    for fold in range(data.N_FOLDS):
+        path = cv.fold_cache_path(short_teacher, clips, fold_of_clip, fold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, int8_model=np.frombuffer(b"model of fold %d" % fold, dtype=np.uint8))
+    assert cv.missing_student_teachers([student], clips, fold_of_clip) == []
+    assert cv.missing_student_teachers([cv.variant("sep80w9b")], clips, fold_of_clip) == ["sep80w9"]  # the 80-epoch folds are not there
+    assert cv.fold_student_model(short_teacher, clips, fold_of_clip, 3) == b"model of fold 3"
+    assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != cv.fold_cache_path(cv.with_epochs(cv.variant("sep80w9b"), 3),
+                                                                                     clips, fold_of_clip, 0)

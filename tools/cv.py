@@ -34,6 +34,7 @@ class Variant:
     name: str
     description: str
     settings: TrainSettings
+    epochs_override: int | None = None  # --epochs of this run; the variants that teach this one are run with it too
 
 
 VARIANTS = (
@@ -97,6 +98,19 @@ STUDY = ("clean25", "clean50", "spk25", "spec50", "noise50", "speed50", "full50"
 def variant(name: str) -> Variant:
     """A variant of VARIANTS by name."""
     return next(v for v in VARIANTS if v.name == name)
+
+
+def with_epochs(chosen: Variant, epochs: int | None) -> Variant:
+    """The variant trained for `epochs` (None: as defined), remembering the override for its teachers."""
+    if epochs is None:
+        return chosen
+    return replace(chosen, settings=replace(chosen.settings, epochs=epochs), epochs_override=epochs)
+
+
+def teacher_variants(student: Variant) -> list[Variant]:
+    """The variants of student.settings.teacher_students, under the student's --epochs override."""
+    by_name = {v.name: v for v in VARIANTS}
+    return [with_epochs(by_name[name], student.epochs_override) for name in student.settings.teacher_students]
 
 
 def fold_cache_path(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
@@ -165,18 +179,18 @@ def fold_teacher_logits(variant: Variant, clips: list[data.Clip], versions: list
     else:
         head = teacher.fold_head(versions, features, data.clip_labels(clips), train_mask)
         teachers = [[head.logits(f[train_mask[v.clip_index]]) for v, f in zip(versions, features)]]
-    for name in variant.settings.teacher_students:
-        model_bytes = fold_student_model(name, clips, fold_of_clip, fold)
+    for taught_by in teacher_variants(variant):
+        model_bytes = fold_student_model(taught_by, clips, fold_of_clip, fold)
         teachers.append([export.tflite_logits(model_bytes, data.subset(v, train_mask).windows) for v in versions])
     return teacher.combined_versions(teachers)
 
 
-def fold_student_model(name: str, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> bytes:
-    """The int8 model CV variant `name` trained for this fold (its cached result), to teach another variant."""
-    result = cached_fold(variant(name), clips, fold_of_clip, fold)
+def fold_student_model(taught_by: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> bytes:
+    """The int8 model CV variant `taught_by` trained for this fold (its cached result), to teach another variant."""
+    result = cached_fold(taught_by, clips, fold_of_clip, fold)
     if result is None or "int8_model" not in result:
         raise RuntimeError("variant %s has no cached int8 model of fold %d; run python -m tools.train --cv --variants %s first"
-                           % (name, fold, name))
+                           % (taught_by.name, fold, taught_by.name))
     return result["int8_model"].tobytes()
 
 
@@ -188,9 +202,9 @@ def teachers_first(chosen: list[Variant]) -> tuple[list[Variant], list[Variant]]
 
 def missing_student_teachers(variants: list[Variant], clips: list[data.Clip], fold_of_clip: np.ndarray) -> list[str]:
     """The teacher_students of the variants that lack a cached int8 model for some fold."""
-    names = sorted({name for v in variants for name in v.settings.teacher_students})
-    return [name for name in names if any("int8_model" not in (cached_fold(variant(name), clips, fold_of_clip, fold) or {})
-                                          for fold in range(data.N_FOLDS))]
+    teachers = {t.name: t for v in variants for t in teacher_variants(v)}
+    return [name for name, t in sorted(teachers.items()) if any("int8_model" not in (cached_fold(t, clips, fold_of_clip, fold) or {})
+                                                                  for fold in range(data.N_FOLDS))]
 
 
 def _noisy_test(clips: list[data.Clip], test_mask: np.ndarray, settings: TrainSettings) -> data.WindowSet:
@@ -206,8 +220,7 @@ def _job_digest(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarr
     """Hash of what a fold result depends on: settings, clips and fold assignment."""
     spec = repr((settings_key(variant.settings), [clip.path for clip in clips], fold_of_clip.tolist(), data.cache_key(clips, None, 0)))
     if variant.settings.teacher_students:  # a retrained teacher invalidates its students
-        by_name = {v.name: v for v in VARIANTS}
-        spec += repr([_job_digest(by_name[name], clips, fold_of_clip) for name in variant.settings.teacher_students])
+        spec += repr([_job_digest(t, clips, fold_of_clip) for t in teacher_variants(variant)])
     return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
 
@@ -242,8 +255,7 @@ def run_study(args) -> dict:
     if unknown:
         raise SystemExit("unknown variant(s) %s; known: %s" % (", ".join(unknown), ", ".join(by_name)))
     chosen = [] if args.baselines_only else [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
-    if args.epochs is not None:
-        chosen = [replace(v, settings=replace(v.settings, epochs=args.epochs)) for v in chosen]
+    chosen = [with_epochs(v, args.epochs) for v in chosen]
     teaching, taught = teachers_first(chosen)
     missing = [name for name in missing_student_teachers(chosen, clips, fold_of_clip) if name not in {v.name for v in teaching}]
     if missing:
