@@ -142,6 +142,10 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     distilled = card["training"].get("teacher")
     if distilled:
         which = "the speaker-centred teacher" if distilled.get("speaker_centred") else "the teacher on plain features"
+        if distilled.get("cross_fitted"):
+            which += (", cross-fitted: each training speaker's soft labels come from a head fitted without that speaker's "
+                      "CV fold (in CV, on the fold's other three training folds; for this model, on the other four CV folds), "
+                      "so they show how the teacher hears a voice it was not fitted on")
         if distilled.get("students"):
             which += (" together with the int8 model of %s trained on the same clips (one teacher: the mean of their "
                       "log-probabilities; in CV each fold's own model, so no held-out voice reaches the soft labels)"
