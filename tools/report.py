@@ -13,7 +13,7 @@ from tools import data
 from tools.card import write_model_card  # noqa: F401  (re-exported for tools.train)
 
 MODEL_NAME = "serd-emotion"
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"
 SAMPLE_RATE_HZ = 16000
 TIMING_WINDOW = 0
 

@@ -19,7 +19,7 @@ from tools.model import TrainSettings
 log = logging.getLogger("tools.train")
 
 MODEL_NAME = "serd-emotion"
-FINAL_VARIANT = "sep80w9"  # the CV variant whose settings the shipped model is trained with
+FINAL_VARIANT = "sep80x5"  # the CV variant whose settings the shipped model is trained with
 CV_RESULTS = "cv_results.json"
 
 
