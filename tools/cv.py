@@ -118,8 +118,7 @@ def with_epochs(chosen: Variant, epochs: int | None) -> Variant:
 
 def teacher_variants(student: Variant) -> list[Variant]:
     """The variants of student.settings.teacher_students, under the student's --epochs override."""
-    by_name = {v.name: v for v in VARIANTS}
-    return [with_epochs(by_name[name], student.epochs_override) for name in student.settings.teacher_students]
+    return [with_epochs(variant(name), student.epochs_override) for name in student.settings.teacher_students]
 
 
 def fold_cache_path(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
