@@ -119,7 +119,7 @@ def test_an_epochs_override_reaches_the_variants_that_teach(tmp_path, monkeypatc
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
     clips = data.read_manifests([data.DEFAULT_MANIFEST])[:40]
     fold_of_clip = np.arange(40) % data.N_FOLDS
-    student, short_teacher = cv.with_epochs(cv.variant("sep80w9b"), 2), cv.with_epochs(cv.variant("sep80w9"), 2)
+    student, short_teacher = cv.with_overrides(cv.variant("sep80w9b"), {"epochs": 2}), cv.with_overrides(cv.variant("sep80w9"), {"epochs": 2})
     assert student.settings.epochs == 2 and cv.teacher_variants(student) == [short_teacher]
     for fold in range(data.N_FOLDS):
         path = cv.fold_cache_path(short_teacher, clips, fold_of_clip, fold)
@@ -128,5 +128,17 @@ def test_an_epochs_override_reaches_the_variants_that_teach(tmp_path, monkeypatc
     assert cv.missing_student_teachers([student], clips, fold_of_clip) == []
     assert cv.missing_student_teachers([cv.variant("sep80w9b")], clips, fold_of_clip) == ["sep80w9"]  # the 80-epoch folds are not there
     assert cv.fold_student_model(short_teacher, clips, fold_of_clip, 3) == b"model of fold 3"
-    assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != cv.fold_cache_path(cv.with_epochs(cv.variant("sep80w9b"), 3),
+    assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != cv.fold_cache_path(cv.with_overrides(cv.variant("sep80w9b"), {"epochs": 3}),
                                                                                      clips, fold_of_clip, 0)
+
+
+def test_the_training_overrides_of_the_command_line_reach_the_cv_and_its_teachers():
+    """`--cv --epochs 2 --aug-copies 0 --no-spec-augment`: the variant and the variants that teach it train that way."""
+    args = train.parse_args(["--cv", "--epochs", "2", "--aug-copies", "0", "--no-spec-augment"])
+    overrides = train.setting_overrides(args)
+    assert overrides == {"epochs": 2, "aug_copies": 0, "spec_augment": False}
+    student = cv.with_overrides(cv.variant("sep80w9b"), overrides)
+    for settings in (student.settings, cv.teacher_variants(student)[0].settings, train.settings_from(args)):
+        assert (settings.epochs, settings.aug_copies, settings.spec_augment) == (2, 0, False)
+    assert cv.variant("sep80w9b").settings.aug_copies == 4  # the study's own definition is untouched
+    assert train.setting_overrides(train.parse_args(["--cv"])) == {}

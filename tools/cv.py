@@ -34,7 +34,7 @@ class Variant:
     name: str
     description: str
     settings: TrainSettings
-    epochs_override: int | None = None  # --epochs of this run; the variants that teach this one are run with it too
+    overrides: tuple[tuple[str, object], ...] = ()  # settings changed on the command line; the variants that teach this one get them too
 
 
 VARIANTS = (
@@ -109,16 +109,17 @@ def variant(name: str) -> Variant:
     return next(v for v in VARIANTS if v.name == name)
 
 
-def with_epochs(chosen: Variant, epochs: int | None) -> Variant:
-    """The variant trained for `epochs` (None: as defined), remembering the override for its teachers."""
-    if epochs is None:
+def with_overrides(chosen: Variant, overrides: dict) -> Variant:
+    """The variant with some TrainSettings fields replaced (e.g. epochs, aug_copies), remembering them for its teachers."""
+    if not overrides:
         return chosen
-    return replace(chosen, settings=replace(chosen.settings, epochs=epochs), epochs_override=epochs)
+    merged = dict(chosen.overrides) | overrides
+    return replace(chosen, settings=replace(chosen.settings, **overrides), overrides=tuple(sorted(merged.items())))
 
 
 def teacher_variants(student: Variant) -> list[Variant]:
-    """The variants of student.settings.teacher_students, under the student's --epochs override."""
-    return [with_epochs(variant(name), student.epochs_override) for name in student.settings.teacher_students]
+    """The variants of student.settings.teacher_students, under the student's command-line overrides."""
+    return [with_overrides(variant(name), dict(student.overrides)) for name in student.settings.teacher_students]
 
 
 def fold_cache_path(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
@@ -263,7 +264,7 @@ def run_study(args) -> dict:
     if unknown:
         raise SystemExit("unknown variant(s) %s; known: %s" % (", ".join(unknown), ", ".join(by_name)))
     chosen = [] if args.baselines_only else [by_name[name] for name in (args.variants.split(",") if args.variants else STUDY)]
-    chosen = [with_epochs(v, args.epochs) for v in chosen]
+    chosen = [with_overrides(v, train.setting_overrides(args)) for v in chosen]
     teaching, taught = teachers_first(chosen)
     missing = [name for name in missing_student_teachers(chosen, clips, fold_of_clip) if name not in {v.name for v in teaching}]
     if missing:

@@ -50,14 +50,13 @@ def settings_from(args: argparse.Namespace, name: str = FINAL_VARIANT) -> TrainS
     """The settings of CV variant `name` (default: the shipped one) with command-line overrides."""
     from tools.cv import variant
 
-    settings = replace(variant(name).settings, seed=args.seed)
-    if args.epochs is not None:
-        settings = replace(settings, epochs=args.epochs)
-    if args.aug_copies is not None:
-        settings = replace(settings, aug_copies=args.aug_copies)
-    if args.no_spec_augment:
-        settings = replace(settings, spec_augment=False)
-    return settings
+    return replace(variant(name).settings, seed=args.seed, **setting_overrides(args))
+
+
+def setting_overrides(args: argparse.Namespace) -> dict:
+    """The TrainSettings fields set on the command line (--epochs, --aug-copies, --no-spec-augment); the CV applies them too."""
+    overrides = {"epochs": args.epochs, "aug_copies": args.aug_copies, "spec_augment": False if args.no_spec_augment else None}
+    return {name: value for name, value in overrides.items() if value is not None}
 
 
 def load_clips(args: argparse.Namespace) -> list[data.Clip]:
