@@ -22,6 +22,7 @@ PROCESSES = 2
 VALIDATION_EVERY = 5  # epochs between held-out checks (the curves in cv_curves.png)
 NOISE_GAIN = augment.AudioAugment(speeds=(), shift_ms_max=0.0)
 SPEED_SHIFT = augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0)
+MILD_NOISE = augment.AudioAugment(noise_prob=0.5, snr_db_min=10.0)  # noise on half the copies, never below 10 dB SNR
 NOISY_TEST_SNR_DB = 10.0
 NOISY_TEST = augment.AudioAugment(noise_prob=1.0, snr_db_min=NOISY_TEST_SNR_DB, snr_db_max=NOISY_TEST_SNR_DB,
                                   gain_db_max=0.0, shift_ms_max=0.0, speeds=())
@@ -82,6 +83,9 @@ VARIANTS = (
     Variant("sep80x3", "as sep80x5 with distillation weight 0.3",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.3,
                           separable=True, teacher_crossfit=True)),
+    Variant("sep80xm5", "as sep80x5 with milder noise: on half the augmented copies (not 0.8), at 10-30 dB SNR (not 5-30)",
+            TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.5,
+                          separable=True, teacher_crossfit=True, audio=MILD_NOISE)),
     Variant("sep80xc5", "as sep80x5, the cross-fitted teacher on speaker-centred features",
             TrainSettings(epochs=80, spec_augment=True, aug_copies=4, filters=(16, 48, 96, 192, 256), distill_weight=0.5,
                           separable=True, teacher_crossfit=True, teacher_centred=True)),
