@@ -142,3 +142,18 @@ def test_the_training_overrides_of_the_command_line_reach_the_cv_and_its_teacher
         assert (settings.epochs, settings.aug_copies, settings.spec_augment) == (2, 0, False)
     assert cv.variant("sep80w9b").settings.aug_copies == 4  # the study's own definition is untouched
     assert train.setting_overrides(train.parse_args(["--cv"])) == {}
+
+
+def test_a_variant_of_an_already_timed_network_takes_its_cost(tmp_path, monkeypatch):
+    """add_costs: sep80x3 and sep80xm5 train sep80x5's network differently, so the card shows that network's time, of the
+    same hour, instead of a time of their own taken in another."""
+    from tools import export
+
+    monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
+    assert cv.architecture(cv.variant("sep80x3").settings) == cv.architecture(cv.variant("sep80x5").settings)
+    assert cv.architecture(cv.variant("sep80xm5").settings) == cv.architecture(cv.variant("sep80x5").settings)
+    assert cv.architecture(cv.variant("kdwide80w9").settings) != cv.architecture(cv.variant("sep80x5").settings)
+    cost = {"int8_bytes": 115168, "invoke_ms": 0.654, "parameters": 82000, "cpu": export.host_cpu()}
+    study = {"variants": {"sep80x5": {"cost": dict(cost)}, "sep80x3": {}, "sep80xm5": {"cost": dict(cost, cpu="another CPU")}}}
+    cv.add_costs(study, data.read_manifests([data.DEFAULT_MANIFEST])[:4])
+    assert study["variants"]["sep80x3"]["cost"] == cost and study["variants"]["sep80xm5"]["cost"] == cost

@@ -307,6 +307,11 @@ def order_variants(study: dict) -> None:
     study["variants"] = {name: study["variants"][name] for name in names}
 
 
+def architecture(settings: TrainSettings) -> tuple:
+    """The TrainSettings fields that shape the network (and so its size and speed); the rest only train it."""
+    return (tuple(settings.filters), settings.stem_stride, settings.space_to_depth, settings.separable, settings.dropout)
+
+
 def add_costs(study: dict, clips: list[data.Clip]) -> None:
     """int8 size and invoke time of every variant's architecture, and the teacher's, where missing
     or timed on another CPU (so that one table holds times of one machine)."""
@@ -314,15 +319,21 @@ def add_costs(study: dict, clips: list[data.Clip]) -> None:
 
     by_name = {v.name: v for v in VARIANTS}
     host = export.host_cpu()
+    timed = {architecture(by_name[name].settings): entry["cost"] for name, entry in study["variants"].items()
+             if name in by_name and entry.get("cost", {}).get("cpu") == host}
     untimed = [name for name, entry in study["variants"].items() if name in by_name and entry.get("cost", {}).get("cpu") != host]
     windows = data.compute_windows(clips, None, 0).windows if untimed else None
     for name in untimed:
         entry, settings = study["variants"][name], by_name[name].settings
+        if architecture(settings) in timed:  # the same network, already timed in this table's hour
+            entry["cost"] = dict(timed[architecture(settings)])
+            continue
         untrained = model.build_model(windows.shape[1], windows.shape[2], settings)  # size and speed do not depend on weights
         int8_bytes = export.convert_int8(untrained, windows, settings.seed)
         timing = export.invoke_ms(int8_bytes, windows[0])
         entry["cost"] = {"int8_bytes": len(int8_bytes), "invoke_ms": round(timing["median_ms"], 3),
                          "parameters": int(untrained.count_params()), "cpu": timing["cpu"]}
+        timed[architecture(settings)] = entry["cost"]
     teacher_entry = study.get("baselines", {}).get("whisper_teacher")
     if teacher_entry is not None and teacher_entry.get("cost", {}).get("cpu") != host:
         from tools import teacher
