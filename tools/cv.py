@@ -105,7 +105,7 @@ VARIANTS = (
 
 
 STUDY = ("clean25", "clean50", "spk25", "spec50", "noise50", "speed50", "full50", "kd50", "kdwide50", "kd50w9", "kdwide50w9", "kdwide80w9",
-         "kdwide80w9s2", "kdwide80w9d2", "slim100d2", "sep80w9", "sep80w9b", "sep80x5", "sep80xc5")  # the card's table, in this order; default of --cv
+         "kdwide80w9s2", "kdwide80w9d2", "slim100d2", "sep80w9", "sep80w9b", "sep80x5", "sep80x3", "sep80xc5")  # the card's table, in this order; default of --cv
 
 
 def variant(name: str) -> Variant:
