@@ -65,7 +65,11 @@ def test_online_retained_events_live_state_retained(mosquitto, listener):
     pub.publish(changed())
     topic, payload, retain = listener.wait_for(BASE + "/events")
     assert from_dict(json.loads(payload)) == started() and retain is False
-    listener.wait_for(BASE + "/state")  # the broker holds it now: a late subscriber gets the retained copy
+    arrived = set()  # changed() goes to /state and /events: both must be at the broker before the late subscriber comes
+    while arrived != {BASE + "/state", BASE + "/events"}:
+        topic, payload, _ = listener.messages.get(timeout=5.0)
+        if topic in (BASE + "/state", BASE + "/events") and json.loads(payload)["type"] == "emotion-changed":
+            arrived.add(topic)
     late = Listener(mosquitto.host, mosquitto.port, [BASE + "/#"])
     seen = {topic: (payload, retain) for topic, payload, retain in late.drain()}
     late.close()
