@@ -46,8 +46,8 @@ class ModelConfig:
 
     path: str = doc("model file (.tflite, or .npz for the opt-in whisper backend; its .json card beside it) "
                    "or a shipped model's name: serd-emotion or serd-whisper; empty = serd-emotion", "")
-    speaker_memory_s: float = doc("models with a voice estimate (serd-whisper, speaker-normalised models): seconds of speech "
-                                  "after which an earlier voice has faded to 1/e; 0 = never forget", 300.0)
+    speaker_memory_s: float = doc("models with a voice estimate (serd-emotion's speaker-centred head, serd-whisper): seconds of "
+                                  "speech after which an earlier voice has faded to 1/e; 0 = never forget", 300.0)
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,7 @@ class Status(Event):
     overruns: int = 0
     lost_samples: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    speaker_speech_s: float = 0.0  # speech heard by the running voice estimate (speaker-normalised models)
+    speaker_speech_s: float = 0.0  # speech heard by the running voice estimate (models that keep one; 0 otherwise)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

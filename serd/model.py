@@ -16,6 +16,7 @@ import numpy as np
 
 from serd.errors import ModelError
 from serd.features import FeatureParams
+from serd.head import LinearHead
 from serd.quiet import quiet_stderr
 from serd import speaker
 from serd.speaker import SpeakerPrior, SpeakerStats
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 MODEL_NAME = "serd-emotion"
 SUPPORTED_SAMPLE_RATE_HZ = 16000
 SUPPORTED_NORMALISATION = ("per-window-cmvn", "per-speaker-cmvn")  # the second needs the card's speaker_prior
-SUPPORTED_OUTPUTS = ("logits", "probabilities")
+SUPPORTED_OUTPUTS = ("logits", "probabilities", "embedding")  # "embedding": the card's head turns it into logits
 SUPPORTED_DTYPES = (np.int8, np.float32)
 SUPPORTED_BACKENDS = ("tflite", "whisper")
 
@@ -48,6 +49,7 @@ class ModelCard:
     temperature: float
     backend: str = "tflite"
     speaker_prior: SpeakerPrior | None = None
+    head: str = ""  # output "embedding": the head .npz (serd.head), relative to the card
 
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "ModelCard":
@@ -66,6 +68,7 @@ class ModelCard:
                 temperature=float(data.get("temperature", 1.0)),
                 backend=str(data.get("backend", "tflite")),
                 speaker_prior=SpeakerPrior.from_dict(data["speaker_prior"]) if "speaker_prior" in data else None,
+                head=str(data.get("head", "")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
@@ -88,6 +91,10 @@ class ModelCard:
                 problems.append("speaker_prior has %d bands, features %d" % (len(self.speaker_prior.mean), self.features.n_features))
         if self.output not in SUPPORTED_OUTPUTS:
             problems.append("output %r unknown" % self.output)
+        if (self.output == "embedding") != bool(self.head):
+            problems.append("output embedding and a head file go together")
+        if self.head and self.normalisation != "per-window-cmvn":
+            problems.append("a head centres its own features; normalisation must be per-window-cmvn")
         if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
             problems.append("labels must be two or more distinct names")
         if self.temperature <= 0:
@@ -164,15 +171,16 @@ class WindowModel(Protocol):
 
 
 class EmotionModel:
-    """Runs one normalised window (frames, n_features) to a probability vector over card.labels."""
+    """Runs one normalised window (frames, n_features) to a probability vector over card.labels.
+
+    A card whose output is "embedding" pairs the network (up to its pooled embedding) with a linear head
+    (serd.head) that centres each embedding on a running estimate of the voice before its logits."""
 
     needs_audio = False
-    voice_in_front_end = True
 
     def __init__(self, model_path: Path, card: ModelCard):
         self.path = model_path
         self.card = card
-        self.voice_step_s = card.features.hop_samples / card.features.sample_rate_hz
         self._interpreter = make_interpreter(model_path)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -180,6 +188,14 @@ class EmotionModel:
         self._input_scale, self._input_zero = _quantisation(self._input)
         self._output_scale, self._output_zero = _quantisation(self._output)
         self._input_buffer = np.zeros(self._input["shape"], dtype=self._input["dtype"])
+        self._head = None
+        self.voice_in_front_end = True  # a log-mel voice estimate (per-speaker-cmvn) is applied by the front end
+        self.voice_step_s = card.features.hop_samples / card.features.sample_rate_hz  # one feature frame
+        if card.head:
+            self._head = LinearHead.load(model_path.parent / card.head, int(self._output["shape"][-1]), len(card.labels))
+            self.voice_in_front_end = False  # the head keeps the estimate, over embeddings
+            self.voice_step_s = card.window.hop_frames * card.features.hop_samples / card.features.sample_rate_hz  # one window
+            self.voice = self.new_voice()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -193,14 +209,20 @@ class EmotionModel:
         if shape not in (want, want + (1,)):
             raise ModelError("%s: input shape %s does not match the card's window %s" % (self.path, shape, want))
         out_shape = tuple(int(v) for v in self._output["shape"])
-        if out_shape != (1, len(self.card.labels)):
+        if self.card.output == "embedding":
+            if len(out_shape) != 2 or out_shape[0] != 1:
+                raise ModelError("%s: output shape %s is not one embedding vector" % (self.path, out_shape))
+        elif out_shape != (1, len(self.card.labels)):
             raise ModelError("%s: output shape %s does not match %d labels in the card" % (self.path, out_shape, len(self.card.labels)))
         for tensor in (self._input, self._output):
             if tensor["dtype"] not in SUPPORTED_DTYPES:
                 raise ModelError("%s: tensor %s has dtype %s (int8 or float32 expected)" % (self.path, tensor["name"], tensor["dtype"]))
 
     def new_voice(self, memory_s: float = 0.0) -> SpeakerStats | None:
-        """A fresh log-mel voice estimate for a speaker-normalised card (None for per-window normalisation)."""
+        """A fresh voice estimate: of embeddings for a speaker-centred head, of log-mel bands for a
+        speaker-normalised card, None otherwise; older speech fades after memory_s seconds (0 = never)."""
+        if self._head is not None:
+            return self._head.new_voice(int(round(memory_s / self.voice_step_s)))
         return speaker.for_card(self.card, memory_s)
 
     def predict(self, window: np.ndarray, audio: np.ndarray | None = None) -> np.ndarray:
@@ -216,6 +238,8 @@ class EmotionModel:
             raw = (raw - self._output_zero) * self._output_scale
         if self.card.output == "probabilities":
             raw = np.log(np.maximum(raw, 1e-9))
+        elif self._head is not None:
+            raw = self._head.logits(raw, self.voice)
         return softmax(raw / self.card.temperature)
 
 

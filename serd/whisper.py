@@ -16,7 +16,8 @@ import numpy as np
 from serd.audio import to_float
 from serd.errors import ModelError
 from serd.features import FeatureParams, mel_filterbank
-from serd.speaker import SpeakerPrior, SpeakerStats
+from serd.head import LinearHead
+from serd.speaker import SpeakerStats
 
 log = logging.getLogger(__name__)
 
@@ -141,31 +142,26 @@ def pool(frames: np.ndarray) -> np.ndarray:
 class WhisperEmotionModel:
     """The opt-in `whisper` backend: encoder on each window's audio, pooled, then a linear head.
 
-    The model file is an .npz head (mean, scale, weights, bias) with its JSON card beside it; the
-    card's backend is "whisper". About 30 ms of CPU per 2 s window on one thread, and ~100 MB more RSS.
-    A speaker-centred head (its .npz also holds centre_prior) subtracts a running mean of the pooled
-    features of the voice heard so far (the voice estimate), started from the training speakers' mean.
+    The model file is an .npz head (serd.head) with its JSON card beside it; the card's backend is
+    "whisper". About 30 ms of CPU per 2 s window on one thread, and ~100 MB more RSS. A speaker-centred
+    head (its .npz also holds centre_prior) subtracts a running mean of the pooled features of the voice
+    heard so far (the voice estimate), started from the training speakers' mean.
     """
 
     needs_audio = True
+    voice_in_front_end = False  # the voice estimate is kept here, over pooled encoder features
 
     def __init__(self, head_path: Path, card) -> None:
         self.path = head_path
         self.card = card
-        self._mean, self._scale, self._weights, self._bias = load_head(head_path, len(card.labels))
-        self._centre_prior = load_centre_prior(head_path)
+        self._head = LinearHead.load(head_path, 2 * ENCODER_DIM, len(card.labels))
         self.voice_step_s = card.window.hop_frames * card.features.hop_samples / card.features.sample_rate_hz  # one model hop
         self._encoder = WhisperEncoder()
         self.voice = self.new_voice()  # the estimate predict() uses and updates; callers swap in one per speaker
 
-    voice_in_front_end = False  # the voice estimate is kept here, over pooled encoder features
-
     def new_voice(self, memory_s: float = 0.0) -> SpeakerStats | None:
         """A fresh voice estimate for a centred head (None otherwise); older windows fade after memory_s of speech (0 = never)."""
-        if self._centre_prior is None:
-            return None
-        prior = SpeakerPrior(tuple(self._centre_prior), (1.0,) * len(self._centre_prior), CENTRE_PRIOR_WINDOWS)
-        return SpeakerStats(prior, int(round(memory_s / self.voice_step_s)))
+        return self._head.new_voice(int(round(memory_s / self.voice_step_s)))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -176,42 +172,6 @@ class WhisperEmotionModel:
         """Calibrated class probabilities (float64, sums to 1) for the window's audio."""
         if audio is None:
             raise ModelError("%s: the whisper backend needs each window's audio" % self.path)
-        features = pool(self._encoder.encode(audio)).astype(np.float64)
-        if self.voice is not None:
-            self.voice.observe(features[None, :])
-            features = features - self.voice.mean
-        logits = ((features - self._mean) / self._scale) @ self._weights + self._bias
+        logits = self._head.logits(pool(self._encoder.encode(audio)), self.voice)
         shifted = np.exp((logits - logits.max()) / self.card.temperature)
         return shifted / shifted.sum()
-
-
-HEAD_ARRAYS = ("mean", "scale", "weights", "bias")
-CENTRE_PRIOR_WINDOWS = 5  # the training speakers' mean counts as this many windows of a new voice
-
-
-def load_centre_prior(path: Path) -> np.ndarray | None:
-    """The head's centre_prior (training speakers' mean pooled features) if the head is speaker-centred."""
-    with np.load(path, allow_pickle=False) as stored:
-        if "centre_prior" not in stored.files:
-            return None
-        prior = np.asarray(stored["centre_prior"], dtype=np.float64)
-    if prior.shape != (2 * ENCODER_DIM,):
-        raise ModelError("%s: centre_prior has shape %s, not (%d,)" % (path, prior.shape, 2 * ENCODER_DIM))
-    return prior
-
-
-def load_head(path: Path, n_labels: int) -> tuple[np.ndarray, ...]:
-    """(mean, scale, weights, bias) of a head .npz, checked against the encoder and the card's labels."""
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = tuple(np.asarray(stored[name], dtype=np.float64) for name in HEAD_ARRAYS)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError("%s: not a whisper head (.npz with %s): %s" % (path, ", ".join(HEAD_ARRAYS), exc)) from None
-    mean, scale, weights, bias = arrays
-    width = 2 * ENCODER_DIM
-    if mean.shape != (width,) or scale.shape != (width,) or weights.shape != (width, n_labels) or bias.shape != (n_labels,):
-        raise ModelError("%s: head shapes %s do not fit %d pooled features and %d labels"
-                         % (path, [a.shape for a in arrays], width, n_labels))
-    if np.any(scale <= 0):
-        raise ModelError("%s: head scale must be positive" % path)
-    return arrays

@@ -66,8 +66,10 @@ def test_prior_round_trips_and_bad_priors_are_refused():
 
 
 def _card(**changes) -> dict:
+    """The shipped card with changes; without a head unless asked (the speaker-normalised cards end in logits)."""
     card = json.loads(SHIPPED_CARD.read_text())
-    card.update(changes)
+    card.pop("head", None)
+    card.update({"output": "logits", **changes})
     return card
 
 
@@ -117,10 +119,17 @@ def test_front_end_feeds_every_speech_frame_to_the_estimate(ravdess_clip):
 
 @pytest.fixture(scope="module")
 def speaker_model(tmp_path_factory) -> Path:
-    """The shipped network under a speaker-normalised card (the wiring, not the accuracy, is under test)."""
+    """A small untrained int8 network of the shipped kind, ending in logits that favour one label, under a
+    speaker-normalised card (the wiring, not the accuracy, is under test)."""
+    from tools import export
+    from tools.model import TrainSettings, build_model
+
+    windows = np.random.default_rng(2).normal(size=(20, WindowParams().frames, N_BANDS)).astype(np.float32)
+    network = build_model(WindowParams().frames, N_BANDS, TrainSettings(filters=(4, 8)))
+    network.get_layer("logits").bias.assign(np.eye(8, dtype=np.float32)[4] * 5.0)  # confident, so that emotions change
     folder = tmp_path_factory.mktemp("speaker-model")
     model = folder / "serd-emotion.tflite"
-    model.write_bytes(SHIPPED_CARD.with_suffix(".tflite").read_bytes())
+    model.write_bytes(export.convert_int8(network, windows))
     model.with_suffix(".json").write_text(json.dumps(_card(normalisation="per-speaker-cmvn", speaker_prior=PRIOR.to_dict())))
     return model
 

@@ -172,7 +172,7 @@ def _fold_uars(truths: list[str], rows: np.ndarray, fold_of_clip: np.ndarray, fo
 
 def main_teacher(args: argparse.Namespace) -> int:
     """--teacher: session and per-clip UAR of the speaker-centred teacher; stored with its CV entry."""
-    from serd.whisper import CENTRE_PRIOR_WINDOWS
+    from serd.head import CENTRE_PRIOR_WINDOWS
     from tools import teacher, train
 
     clips = train.load_clips(args)
