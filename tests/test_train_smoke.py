@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -13,14 +12,17 @@ import numpy as np
 import pytest
 
 from serd.features import FeatureParams
+from serd.head import LinearHead
 from serd.windows import WindowParams
+from tools.centred_head import C_GRID
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ACTORS = ("01", "02", "03", "04")
 LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 CLIPS_PER_EMOTION = 1
 MAX_MODEL_BYTES = 256 * 1024
-CARD_KEYS = {"name", "version", "labels", "sample_rate_hz", "features", "window", "vad", "normalisation", "output", "temperature", "metrics", "training"}
+CARD_KEYS = {"name", "version", "labels", "sample_rate_hz", "features", "window", "vad", "normalisation", "output", "temperature", "metrics",
+             "training", "head"}
 
 
 def small_corpus(ravdess_manifest: Path, root: Path) -> Path:
@@ -70,13 +72,16 @@ def test_training_writes_an_int8_model_and_a_valid_card(trained):
     card = json.loads((out / "serd-emotion.json").read_text())
     assert 0 < model.stat().st_size <= MAX_MODEL_BYTES
     assert set(card) == CARD_KEYS
-    assert card["labels"] == LABELS and card["output"] == "logits" and card["normalisation"] == "per-window-cmvn"
+    assert card["labels"] == LABELS and card["output"] == "embedding" and card["normalisation"] == "per-window-cmvn"
     assert card["features"] == FeatureParams().to_dict() and card["window"] == WindowParams().to_dict()
     assert set(card["vad"]) == {"aggressiveness", "frame_ms", "min_speech_ms", "hangover_ms", "pre_roll_ms"}
     assert card["temperature"] > 0 and card["sample_rate_hz"] == 16000
     io = card["metrics"]["input"]
     assert io["input_shape"] == [1, 200, 40, 1] and io["input_dtype"] == "int8"
-    assert io["output_shape"] == [1, 8] and io["output_dtype"] == "int8"
+    width = card["training"]["settings"]["filters"][-1]
+    assert io["output_shape"] == [1, width] and io["output_dtype"] == "int8"  # the pooled embedding
+    head = LinearHead.load(out / card["head"], width, len(LABELS))
+    assert head.centre_prior is not None and card["training"]["head"]["c"] in C_GRID
     assert card["training"]["clips"] == len(ACTORS) * len(LABELS) * CLIPS_PER_EMOTION
     assert card["training"]["speakers"] == len(ACTORS)
     assert (out / "MODEL_CARD.md").read_text().startswith("# serd-emotion")
@@ -114,8 +119,9 @@ def test_training_writes_the_whisper_backend_and_serd_eval_runs_it(trained):
 
 def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(trained, monkeypatch):
     """With teacher_students, the final soft labels combine the Whisper head with the student's final model,
-    taken from the cache (placed there: nothing retrains) and run on every window version."""
+    taken from the cache (an untrained network placed there: nothing retrains) and run on every window version."""
     from tools import data, export, teacher, train
+    from tools.model import TrainSettings, build_model
 
     manifest, out, env = trained
     monkeypatch.setenv(data.CACHE_ENV, env["SERD_TRAIN_CACHE"])
@@ -125,8 +131,9 @@ def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(train
     taught = replace(plain, teacher_students=("sep80w9",))
     student_path = train.final_student_path("sep80w9", clips, args)
     student_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "serd-emotion.tflite", student_path)
     versions = train.window_versions(clips, taught, args.workers)
+    student_network = build_model(WindowParams().frames, FeatureParams().n_features, TrainSettings(filters=(4, 8)))
+    student_path.write_bytes(export.convert_int8(student_network, versions[0].windows))  # any int8 model ending in logits
     head_logits = train.final_teacher_logits(clips, versions, plain, args)
     combined = train.final_teacher_logits(clips, versions, taught, args)
     assert len(combined) == len(versions) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from serd.head import CENTRE_PRIOR_WINDOWS
 from tools.teacher import CENTRED_NAME
 
 PERCENT = 100.0
@@ -18,6 +19,7 @@ def write_model_card(card: dict, cv_results: dict, path: Path) -> None:
         _cv_table(cv_results),
         _ablation_table(cv_results),
         _distillation_section(card, cv_results),
+        _centred_head_section(card, cv_results),
         _speaker_section(card, cv_results),
         _per_class_section(cv_results),
         _deployment_section(card, cv_results),
@@ -37,13 +39,24 @@ def _header(card: dict) -> str:
     metrics = card["metrics"]
     cv = metrics.get("cv")
     headline = "speaker-independent 5-fold CV UAR %s %%" % _pm(cv["uar"]) if cv else "no CV figures yet"
+    centred = metrics.get("cv_speaker_centred", {}).get("embedding")
+    if centred:
+        headline = ("speaker-independent 5-fold CV UAR %s %% over a held-out speaker's session with the voice estimate the "
+                    "daemon keeps, %s %% for a voice heard for one clip only, %s %% for the network's own logits"
+                    % (_pm(centred["session"]["uar"]), _pm(centred["clip"]["uar"]), _pm(centred_student(metrics))))
+    ending = ", ending in a speaker-centred linear head over its pooled embedding," if card.get("head") else ""
     return (
         "# %s %s — model card\n\n"
-        "Speech emotion classifier for serd: %s on 2.0 s windows of 40-band log-mel, int8 TFLite, "
+        "Speech emotion classifier for serd: %s on 2.0 s windows of 40-band log-mel%s int8 TFLite, "
         "%d parameters, %.0f KB, %.2f ms per window on one CPU thread (%s); %s (8 classes)."
-        % (card["name"], card["version"], _network(card["training"].get("settings", {})), metrics["parameters"],
+        % (card["name"], card["version"], _network(card["training"].get("settings", {})), ending, metrics["parameters"],
            metrics["size_bytes"] / 1024.0, metrics["invoke_ms_median"], metrics.get("invoke_cpu", "this machine"), headline)
     )
+
+
+def centred_student(metrics: dict) -> list:
+    """[mean, std] UAR of the int8 network's own logits on the folds the centred head was scored on."""
+    return metrics["cv_speaker_centred"]["student"]["uncentred"]["uar"]
 
 
 def _network(settings: dict) -> str:
@@ -167,6 +180,59 @@ def _distillation_section(card: dict, cv_results: dict) -> str:
     return "\n".join(lines)
 
 
+CENTRED_KINDS = (("student", "uncentred", "the network's own logits (no voice estimate)"),
+                 ("embedding", "cv", "head on the pooled embedding, centred on all of the speaker's clips"),
+                 ("embedding", "session", "head on the pooled embedding, running estimate over the speaker's session"),
+                 ("embedding", "clip", "head on the pooled embedding, running estimate started afresh for every clip"),
+                 ("student", "noisy", "the network's own logits, noise at 10 dB SNR"),
+                 ("embedding", "noisy-session", "head on the pooled embedding, running estimate over the session, noise at 10 dB SNR"),
+                 ("logits", "cv", "the network's logits centred on all of the speaker's clips"),
+                 ("logits", "session", "the network's logits, running estimate over the speaker's session"),
+                 ("logits", "clip", "the network's logits, running estimate started afresh for every clip"))
+
+
+def _centred_head_section(card: dict, cv_results: dict) -> str:
+    """The speaker-centred head on the network's embedding: what it buys on the CV folds, by how much of a voice was heard."""
+    entry = cv_results.get("centred_heads", {}).get(card["training"].get("variant", ""), {})
+    if not entry:
+        return ""
+    rows = ["| %s | %s | %s |" % (text, _pm([entry[kind][mode]["uar_mean"], entry[kind][mode]["uar_std"]]),
+                                  "/".join("%.1f" % (PERCENT * u) for u in entry[kind][mode]["folds"]))
+            for kind, mode, text in CENTRED_KINDS if mode in entry.get(kind, {})]
+    lines = [
+        "## Speaker-centred head\n",
+        "The Whisper teacher gains most when each voice's own mean is subtracted from its features (the speaker-centred "
+        "rows above). The student's network is treated the same way: each window's pooled embedding (the input of its "
+        "dense layer) has the mean embedding of the voice heard so far subtracted, and a logistic head (C chosen per fold "
+        "over that fold's training folds: %s) is fitted on the training speakers' embeddings, each centred on that speaker's "
+        "own mean. At run time the estimate starts from the training speakers' mean (worth %d windows), takes in every "
+        "window, and fades older speech with `[model] speaker_memory_s`; `serd eval` keeps one estimate per speaker, "
+        "`serd analyze` starts each file afresh, the daemon keeps one for as long as it listens. Held-out speakers of the "
+        "same folds and network (int8), clips of a session in a seeded random order (`python -m tools.centred_head "
+        "--variant %s`):\n" % (", ".join("%g" % c for c in entry["c"]), CENTRE_PRIOR_WINDOWS, entry["variant"]),
+        "| held-out speaker | UAR | per fold |\n|---|---|---|\n" + "\n".join(rows),
+        "\nPer-class recall over a session (%%, pooled): %s; the network's own logits: %s."
+        % (_recall(entry["embedding"]["session"]), _recall(entry["student"]["uncentred"])),
+        "\nA voice heard for one clip only (2–3 s of speech) is still mostly the training speakers' mean, so the "
+        "fresh-estimate row is about the network's own figure; the gain comes as the estimate learns the voice. "
+        "Temperature of the head: %.2f (fitted on the out-of-fold session posteriors)."
+        % entry["embedding"]["session"]["temperature"],
+    ]
+    runtime = entry.get("runtime")
+    if runtime:
+        lines.append("Through serd's own runtime (each fold's files loaded as the shipped model is, its front end, another "
+                     "seeded order of the clips; `python -m tools.session_eval --variant %s --centred-head`): %s %% over a "
+                     "session, %s %% with a fresh estimate per clip." % (entry["variant"],
+                     _pm([runtime["session"]["uar_mean"], runtime["session"]["uar_std"]]),
+                     _pm([runtime["clip"]["uar_mean"], runtime["clip"]["uar_std"]])))
+    return "\n".join(lines)
+
+
+def _recall(entry: dict) -> str:
+    """'label NN, ...' from a per_class_recall mapping of fractions."""
+    return ", ".join("%s %.0f" % (label, PERCENT * value) for label, value in entry.get("per_class_recall", {}).items())
+
+
 SESSION_ROWS = (("session", "running estimate over the speaker's session (clips in random order)"),
                 ("clip", "running estimate started afresh for every clip (as `serd analyze` does per file)"))
 
@@ -265,7 +331,7 @@ def _per_class_section(cv_results: dict) -> str:
     speakers = ", ".join("%s %.0f" % (k.split(":")[-1], v * PERCENT) for k, v in sorted(chosen["per_speaker_accuracy"].items()))
     matrix = "\n".join("| %s | %s |" % (label, " | ".join(str(c) for c in row)) for label, row in zip(labels, chosen["confusion"]))
     return (
-        "## Per class (pooled out-of-fold clips)\n\n| %s |\n|%s\n| %s |\n\nRecall in %%. Per-speaker accuracy (%%): %s.\n\n"
+        "## Per class (pooled out-of-fold clips, the network's own logits)\n\n| %s |\n|%s\n| %s |\n\nRecall in %%. Per-speaker accuracy (%%): %s.\n\n"
         "![CV confusion matrix](cv_confusion.png)\n\n![held-out UAR per epoch, each fold](cv_curves.png)\n\n"
         "Confusion matrix (rows true, columns predicted):\n\n| true \\ predicted | %s |\n|%s\n%s"
         % (" | ".join(labels), "---|" * len(labels), recall, speakers, " | ".join(labels), "---|" * (len(labels) + 1), matrix)
@@ -276,8 +342,9 @@ def _deployment_section(card: dict, cv_results: dict) -> str:
     """int8 export, calibration, size, speed."""
     metrics = card["metrics"]
     lines = ["## Deployment figures\n"]
-    lines.append("- int8 full-integer TFLite, input %s %s, output %s %s (logits); %d bytes (float32: %d bytes)." % (
+    lines.append("- int8 full-integer TFLite, input %s %s, output %s %s (%s); %d bytes (float32: %d bytes)." % (
         metrics["input"]["input_dtype"], metrics["input"]["input_shape"], metrics["input"]["output_dtype"], metrics["input"]["output_shape"],
+        "the pooled embedding; the head `%s` turns it into logits" % card["head"] if card.get("head") else "logits",
         metrics["size_bytes"], metrics["float_size_bytes"]))
     lines.append("- Invoke time (LiteRT with XNNPACK, 1 thread, %s): median %.3f ms, p95 %.3f ms per window; int8 kernels run "
                  "several times faster on CPUs with int8 dot-product instructions (VNNI) than on AVX2-only ones." % (
@@ -310,6 +377,7 @@ def _reproduce_section(card: dict) -> str:
     """The one command that reproduces the shipped files."""
     return (
         "![final training run](training_curves.png)\n\n## Reproduce\n\n    %s\n\nretrains this model from the manifests with fixed seeds (window features are cached under "
-        "`.cache/`). The CV study behind the tables: `python -m tools.train --cv --baselines --teacher` (writes `models/cv_results.json`)."
-        % card["training"]["command"]
+        "`.cache/`). The CV study behind the tables: `python -m tools.train --cv --baselines --teacher` (writes `models/cv_results.json`)%s."
+        % (card["training"]["command"], ", then `python -m tools.centred_head --variant %s --store models/cv_results.json` for the "
+           "speaker-centred head" % card["training"].get("variant", "") if card.get("head") else "")
     )

@@ -157,7 +157,9 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
     teacher_logits = fold_teacher_logits(variant, clips, versions, fold_of_clip, fold)
     keras_model, history = model.train([data.subset(v, train_mask) for v in versions], labels, variant.settings, validation,
                                        teacher_logits)
-    int8_bytes = export.convert_int8(keras_model, data.subset(versions[0], train_mask).windows, variant.settings.seed)
+    calibration = data.subset(versions[0], train_mask).windows
+    int8_bytes = export.convert_int8(keras_model, calibration, variant.settings.seed)
+    embedding_bytes = export.convert_int8(model.embedding_model(keras_model), calibration, variant.settings.seed)
     noisy = _noisy_test(clips, test_mask, variant.settings)
     result = {
         "noisy_clip_index": noisy.clip_index,
@@ -168,6 +170,7 @@ def fold_job(variant: Variant, clips: list[data.Clip], fold_of_clip: np.ndarray,
         "val_uar": np.array(history["val_uar"]),
         "loss": np.array(history["loss"]),
         "int8_model": np.frombuffer(int8_bytes, dtype=np.uint8),  # for evaluations after the fact (e.g. a running speaker estimate)
+        "int8_embedding_model": np.frombuffer(embedding_bytes, dtype=np.uint8),  # the same network up to its pooled embedding
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **result)

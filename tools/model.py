@@ -97,6 +97,13 @@ def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels:
     return tf.keras.Model(inputs, outputs, name="serd_emotion")
 
 
+def embedding_model(model):
+    """The network up to its pooled embedding (the input of the dense logits), sharing the trained weights."""
+    import tensorflow as tf
+
+    return tf.keras.Model(model.inputs, model.get_layer("gap").output, name="serd_emotion_embedding")
+
+
 def sample_weights(labels: np.ndarray, clip_index: np.ndarray, n_labels: int) -> np.ndarray:
     """Per-window weights: classes balanced, each clip counted once however many windows it has."""
     windows_per_clip = np.bincount(clip_index)

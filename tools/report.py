@@ -7,24 +7,26 @@ from pathlib import Path
 import numpy as np
 
 from serd.features import FeatureParams
+from serd.head import CENTRE_PRIOR_WINDOWS
 from serd.speaker import SpeakerPrior
 from serd.windows import WindowParams
 from tools import data
 from tools.card import write_model_card  # noqa: F401  (re-exported for tools.train)
 
 MODEL_NAME = "serd-emotion"
-MODEL_VERSION = "1.4.0"
+MODEL_VERSION = "1.5.0"
 SAMPLE_RATE_HZ = 16000
 TIMING_WINDOW = 0
 
 
-def model_facts(int8_bytes: bytes, float_bytes: bytes, windows: np.ndarray, keras_model) -> dict:
-    """Size, invoke time, tensor shapes and int8-vs-float agreement on training windows."""
+def model_facts(int8_bytes: bytes, float_bytes: bytes, windows: np.ndarray, keras_model, logits_int8_bytes: bytes | None = None) -> dict:
+    """Size, invoke time, tensor shapes of the shipped file and int8-vs-float agreement on training windows
+    (of the whole network's logits: logits_int8_bytes when the shipped file ends at the embedding)."""
     from tools import export, model
 
     sample = windows[:: max(1, len(windows) // 300)]
     float_logits = model.predict_logits(keras_model, sample)
-    int8_logits = export.tflite_logits(int8_bytes, sample)
+    int8_logits = export.tflite_logits(logits_int8_bytes or int8_bytes, sample)
     return {
         "size_bytes": len(int8_bytes),
         "float_size_bytes": len(float_bytes),
@@ -35,8 +37,10 @@ def model_facts(int8_bytes: bytes, float_bytes: bytes, windows: np.ndarray, kera
     }
 
 
-def card_json(cv_results: dict, facts: dict, training: dict, speaker_prior: SpeakerPrior | None = None) -> dict:
-    """The model's JSON card in the exact shape the runtime checks (speaker-normalised with a speaker_prior)."""
+def card_json(cv_results: dict, facts: dict, training: dict, speaker_prior: SpeakerPrior | None = None,
+              head: dict | None = None) -> dict:
+    """The model's JSON card in the exact shape the runtime checks (speaker-normalised with a speaker_prior; ending
+    at the embedding with a speaker-centred head: head["file"], its C and its CV figures head["cv"])."""
     calibration = cv_results.get("calibration", {})
     card = {
         "name": MODEL_NAME,
@@ -54,7 +58,24 @@ def card_json(cv_results: dict, facts: dict, training: dict, speaker_prior: Spea
     }
     if speaker_prior is not None:
         card["speaker_prior"] = speaker_prior.to_dict()
+    if head is not None:
+        card.update(output="embedding", head=head["file"])
+        card["training"]["head"] = {"kind": "logistic regression on the speaker-centred pooled embedding", "c": head["c"],
+                                    "centre_prior_windows": CENTRE_PRIOR_WINDOWS}
+        add_head_metrics(card, head["cv"])
     return card
+
+
+def add_head_metrics(card: dict, centred_cv: dict) -> None:
+    """A speaker-centred head's CV figures into the card, and its temperature (fitted on the out-of-fold session posteriors)."""
+    card["metrics"]["cv_speaker_centred"] = centred_metrics(centred_cv)
+    card["temperature"] = float(centred_cv.get("embedding", {}).get("session", {}).get("temperature", 1.0))
+
+
+def centred_metrics(entry: dict) -> dict:
+    """The card's account of the speaker-centred head on the CV folds: UAR of each mode, and the plain network's."""
+    return {kind: {mode: {"uar": [m["uar_mean"], m["uar_std"]], "folds": m["folds"]} for mode, m in modes.items()}
+            for kind, modes in entry.items() if isinstance(modes, dict)}
 
 
 def model_metrics(facts: dict) -> dict:

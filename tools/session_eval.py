@@ -9,6 +9,7 @@ estimate per file, as `serd analyze` does).
 
     python -m tools.session_eval --variant spkwide80w9c [--prior-frames 1000,300] [--cv-results models/cv_results.json]
     python -m tools.session_eval --teacher --cv-results models/cv_results.json   (the whisper backend's head)
+    python -m tools.session_eval --variant sep80x5 --centred-head --cv-results models/cv_results.json   (the shipped kind)
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.session_eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", help="a speaker-normalised CV variant whose folds are cached")
     parser.add_argument("--teacher", action="store_true", help="the speaker-centred Whisper teacher (the whisper backend) instead")
+    parser.add_argument("--centred-head", action="store_true", help="the variant's fold networks up to their embedding with "
+                        "speaker-centred heads (as the shipped serd-emotion), instead of a speaker-normalised variant")
     parser.add_argument("--prior-frames", default=str(data.PRIOR_WEIGHT_FRAMES), help="comma-separated prior weights to try, in frames")
     parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
     parser.add_argument("--folds", default="", help="comma-separated folds (default: all)")
@@ -56,7 +59,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def fold_model(folder: Path, int8_bytes: bytes, prior) -> Path:
     """The fold's int8 model and a runtime card (the shipped card's front end, this fold's prior) in folder."""
     card = json.loads(CARD_TEMPLATE.read_text())
-    card.update(normalisation="per-speaker-cmvn", speaker_prior=prior.to_dict(), temperature=1.0)
+    card.pop("head", None)  # a fold model ends in its own logits
+    card.update(normalisation="per-speaker-cmvn", speaker_prior=prior.to_dict(), temperature=1.0, output="logits")
     path = folder / "serd-emotion.tflite"
     path.write_bytes(int8_bytes)
     path.with_suffix(".json").write_text(json.dumps(card))
@@ -117,6 +121,62 @@ def run(args: argparse.Namespace) -> dict:
         results["by_prior_frames"][str(weight)] = {
             mode: _fold_uars(truths, rows[(weight, mode)], fold_of_clip, chosen) for mode in ("session", "clip")}
     return results
+
+
+def centred_head_sessions(args: argparse.Namespace) -> dict:
+    """Each fold's network up to its embedding with a speaker-centred head fitted on the fold's training speakers
+    (tools.centred_head), loaded by serd as the shipped model is and run through its front end on the held-out
+    speakers: one voice estimate per speaker over their clips in a seeded random order, and one per clip."""
+    from tools import centred_head, cv, train
+
+    study_variant = cv.with_overrides(cv.variant(args.variant), {} if args.epochs is None else {"epochs": args.epochs})
+    clips = train.load_clips(args)
+    folds = data.speaker_folds(clips)
+    fold_of_clip = np.array([folds[clip.speaker] for clip in clips])
+    versions = train.window_versions(clips, study_variant.settings, workers=2)
+    card = json.loads(CARD_TEMPLATE.read_text())
+    rows = {mode: np.zeros((len(clips), len(data.LABELS))) for mode in ("session", "clip")}
+    chosen = [int(f) for f in args.folds.split(",")] if args.folds else list(range(data.N_FOLDS))
+    for fold in chosen:
+        result = cv.cached_fold(study_variant, clips, fold_of_clip, fold)
+        if result is None or centred_head.EMBEDDING_KEY not in result:
+            raise SystemExit("fold %d of %s has no cached embedding model; run python -m tools.train --cv --variants %s first"
+                             % (fold, args.variant, args.variant))
+        train_mask, trunk = fold_of_clip != fold, result[centred_head.EMBEDDING_KEY].tobytes()
+        embedded = centred_head.embeddings(trunk, versions)
+        c = centred_head.choose_c(clips, versions, embedded, train_mask, fold_of_clip, list(centred_head.C_GRID))
+        test_ids = np.flatnonzero(~train_mask)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "serd-emotion.tflite"
+            path.write_bytes(trunk)
+            centred_head.write_head(centred_head.embedding_head(clips, versions, embedded, train_mask, c), Path(folder) / card["head"])
+            path.with_suffix(".json").write_text(json.dumps(dict(card, temperature=1.0)))
+            model = load_model(path)
+            for mode in rows:
+                rows[mode][test_ids] = held_out_rows(model, [clips[i] for i in test_ids], mode == "session")
+        log.info("fold %d done", fold)
+    truths = [data.LABELS[k] for k in data.clip_labels(clips)]
+    return {mode: _fold_uars(truths, rows[mode], fold_of_clip, chosen) for mode in rows}
+
+
+def main_centred_head(args: argparse.Namespace) -> int:
+    """--centred-head: session and per-clip UAR through serd's runtime; stored with the variant's centred-head figures."""
+    from tools import centred_head
+
+    results = centred_head_sessions(args)
+    if args.cv_results:
+        study = json.loads(args.cv_results.read_text())
+        study.setdefault(centred_head.ENTRY, {}).setdefault(args.variant, {})["runtime"] = results
+        args.cv_results.write_text(json.dumps(study, indent=1) + "\n")
+    _print_modes(results)
+    return 0
+
+
+def _print_modes(results: dict) -> None:
+    """One line per mode: UAR mean ± std (per fold)."""
+    for mode in ("session", "clip"):
+        print("%s: UAR %.1f ± %.1f (%s)" % (mode, 100 * results[mode]["uar_mean"], 100 * results[mode]["uar_std"],
+                                            "/".join("%.1f" % (100 * u) for u in results[mode]["folds"])))
 
 
 def teacher_sessions(clips: list[data.Clip], fold_of_clip: np.ndarray, c: float, prior_windows: int) -> dict:
@@ -185,9 +245,7 @@ def main_teacher(args: argparse.Namespace) -> int:
     if args.cv_results and entry:
         entry["sessions"] = results
         args.cv_results.write_text(json.dumps(study, indent=1) + "\n")
-    for mode in ("session", "clip"):
-        print("%s: UAR %.1f ± %.1f (%s)" % (mode, 100 * results[mode]["uar_mean"], 100 * results[mode]["uar_std"],
-                                            "/".join("%.1f" % (100 * u) for u in results[mode]["folds"])))
+    _print_modes(results)
     return 0
 
 
@@ -199,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_teacher(args)
     if not args.variant:
         raise SystemExit("give --variant NAME or --teacher")
+    if args.centred_head:
+        return main_centred_head(args)
     results = run(args)
     if args.cv_results:
         study = json.loads(args.cv_results.read_text())

@@ -20,6 +20,8 @@ log = logging.getLogger("tools.train")
 
 MODEL_NAME = "serd-emotion"
 FINAL_VARIANT = "sep80x5"  # the CV variant whose settings the shipped model is trained with
+FINAL_HEAD = "embedding"  # the shipped network ends at its pooled embedding, read by a speaker-centred head (tools.centred_head)
+HEAD_FILE = "%s.head.npz" % MODEL_NAME
 CV_RESULTS = "cv_results.json"
 
 
@@ -99,21 +101,31 @@ def train_final(args: argparse.Namespace) -> Path:
     settings = settings_from(args)
     clips = load_clips(args)
     versions = window_versions(clips, settings, args.workers)
-    labels = data.clip_labels(clips)
-    started = time.time()
-    keras_model, history = model.train(versions, labels, settings, teacher_logits=final_teacher_logits(clips, versions, settings, args))
-    train_s = time.time() - started
+    keras_model, history, train_s = final_network(clips, versions, settings, args)
     int8_bytes = export.convert_int8(keras_model, versions[0].windows, settings.seed)
     out = args.out
+    out.mkdir(parents=True, exist_ok=True)
     tflite_path = out / ("%s.tflite" % MODEL_NAME)
-    export.write(int8_bytes, tflite_path)
     cv_results = _read_json(args.cv_results or out / CV_RESULTS)
-    facts = report.model_facts(int8_bytes, export.convert_float(keras_model), versions[0].windows, keras_model)
+    shipped, head = int8_bytes, None
+    if FINAL_HEAD == "embedding":
+        from tools import centred_head
+
+        trunk = model.embedding_model(keras_model)
+        shipped = export.convert_int8(trunk, versions[0].windows, settings.seed)
+        fitted, c = centred_head.final_head(clips, versions, shipped)
+        centred_head.write_head(fitted, out / HEAD_FILE)
+        head = {"file": HEAD_FILE, "c": c, "cv": cv_results.get(centred_head.ENTRY, {}).get(FINAL_VARIANT, {})}
+        float_bytes = export.convert_float(trunk)
+    else:
+        float_bytes = export.convert_float(keras_model)
+    export.write(shipped, tflite_path)
+    facts = report.model_facts(shipped, float_bytes, versions[0].windows, keras_model, logits_int8_bytes=int8_bytes)
     training = training_record(args, settings, clips, train_s, history)
     prior = None
     if settings.normalisation == "speaker":
         prior = data.speaker_prior(clips, data.compute_windows(clips, None, 0, args.workers, raw=True))
-    card = report.card_json(cv_results, facts, training, prior)
+    card = report.card_json(cv_results, facts, training, prior, head)
     (out / ("%s.json" % MODEL_NAME)).write_text(json.dumps(card, indent=2) + "\n")
     report.write_training_plot(history, out / "training_curves.png")
     report.write_model_card(card, cv_results, out / "MODEL_CARD.md")
@@ -123,6 +135,43 @@ def train_final(args: argparse.Namespace) -> Path:
         teacher.write_backend(clips, out, cv_results.get("baselines", {}).get(teacher.BACKEND_ENTRY, {}), args.workers,
                               settings.aug_copies)
     return tflite_path
+
+
+def final_network(clips: list[data.Clip], versions: list[data.WindowSet], settings: TrainSettings,
+                  args: argparse.Namespace) -> tuple:
+    """(Keras model, history, training seconds) of the final run: trained on every clip, or its weights and
+    history from the cache (.cache/final) when these settings were trained on these clips before."""
+    from tools import model
+
+    path = final_weights_path(settings, clips)
+    history_path = path.with_name(path.name.replace(".weights.h5", ".history.json"))
+    if path.is_file() and history_path.is_file():
+        keras_model = model.build_model(versions[0].windows.shape[1], versions[0].windows.shape[2], settings)
+        keras_model.load_weights(path)
+        kept = json.loads(history_path.read_text())
+        log.info("final network loaded from %s (trained before in %.0f s)", path, kept["train_seconds"])
+        return keras_model, kept["history"], kept["train_seconds"]
+    started = time.time()
+    keras_model, history = model.train(versions, data.clip_labels(clips), settings,
+                                       teacher_logits=final_teacher_logits(clips, versions, settings, args))
+    train_s = time.time() - started
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keras_model.save_weights(path)
+    history_path.write_text(json.dumps({"history": history, "train_seconds": train_s}))
+    return keras_model, history, train_s
+
+
+def final_weights_path(settings: TrainSettings, clips: list[data.Clip]) -> Path:
+    """Where final_network keeps the trained weights of these settings on these clips."""
+    return data.cache_dir("final") / ("%s_%s.weights.h5" % (MODEL_NAME, final_digest(settings, clips)))
+
+
+def final_digest(settings: TrainSettings, clips: list[data.Clip]) -> str:
+    """Hash of what a final training depends on: its settings and the clips."""
+    from tools import cv
+
+    spec = repr((cv.settings_key(settings), [clip.path for clip in clips], data.cache_key(clips, None, 0)))
+    return hashlib.sha1(spec.encode()).hexdigest()[:12]
 
 
 def final_teacher_logits(clips: list[data.Clip], versions: list[data.WindowSet], settings: TrainSettings,
@@ -169,10 +218,7 @@ def final_student_model(name: str, clips: list[data.Clip], args: argparse.Namesp
 
 def final_student_path(name: str, clips: list[data.Clip], args: argparse.Namespace) -> Path:
     """Where final_student_model keeps the model of variant `name` trained on these clips."""
-    from tools import cv
-
-    spec = repr((cv.settings_key(settings_from(args, name)), [clip.path for clip in clips], data.cache_key(clips, None, 0)))
-    return data.cache_dir("final") / ("%s_%s.tflite" % (name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
+    return data.cache_dir("final") / ("%s_%s.tflite" % (name, final_digest(settings_from(args, name), clips)))
 
 
 def refresh_card(args: argparse.Namespace) -> Path:
@@ -192,6 +238,10 @@ def refresh_card(args: argparse.Namespace) -> Path:
     cv.add_costs(cv_results, load_clips(args))  # times only what is missing or was timed on another CPU
     (args.cv_results or args.out / CV_RESULTS).write_text(json.dumps(cv_results, indent=1) + "\n")
     card["temperature"] = float(cv_results.get("calibration", {}).get("temperature", card["temperature"]))
+    if card.get("head"):
+        from tools import centred_head
+
+        report.add_head_metrics(card, cv_results.get(centred_head.ENTRY, {}).get(card["training"]["variant"], {}))
     card_path.write_text(json.dumps(card, indent=2) + "\n")
     report.write_model_card(card, cv_results, args.out / "MODEL_CARD.md")
     backend_card = args.out / "serd-whisper.json"
@@ -209,6 +259,7 @@ def training_record(args, settings: TrainSettings, clips: list[data.Clip], train
     return {
         "command": "python -m tools.train --out models",
         "argv": sys.argv[1:],
+        "variant": FINAL_VARIANT,
         "manifests": [_repo_relative(Path(m)) for m in manifests],
         "clips": len(clips),
         "speakers": len({clip.speaker for clip in clips}),
