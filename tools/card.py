@@ -114,7 +114,9 @@ def _cv_table(cv_results: dict) -> str:
     chosen = cv_results.get("chosen")
     if not chosen:
         return ""
-    rows = [_cv_row("**serd-emotion (%s)**" % chosen, cv_results["variants"][chosen])]
+    rows = [_cv_row("**serd-emotion network (%s), float, its own logits**%s" % (
+        chosen, " (with the speaker-centred head: below)" if cv_results.get("centred_heads", {}).get(chosen) else ""),
+        cv_results["variants"][chosen])]
     for name, entry in cv_results.get("baselines", {}).items():
         rows.append(_cv_row("%s — %s" % (name, entry.get("description", "")), entry))
     seven = cv_results["variants"][chosen]["summary"].get("uar_7class")
