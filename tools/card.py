@@ -23,7 +23,7 @@ def write_model_card(card: dict, cv_results: dict, path: Path) -> None:
         _speaker_section(card, cv_results),
         _per_class_section(cv_results),
         _deployment_section(card, cv_results),
-        _limits_section(),
+        _limits_section(card),
         _reproduce_section(card),
     ]
     path.write_text("\n\n".join(section for section in sections if section) + "\n")
@@ -362,10 +362,13 @@ def _deployment_section(card: dict, cv_results: dict) -> str:
     return "\n".join(lines)
 
 
-def _limits_section() -> str:
+def _limits_section(card: dict) -> str:
     """Known limits."""
+    voice = ("- The speaker-centred head assumes one voice: the daemon keeps one estimate, so with several people "
+             "talking it centres on their mix (older speech fades with `[model] speaker_memory_s`), and a voice heard "
+             "for one clip only is recognised about as well as by the network alone.\n" if card.get("head") else "")
     return (
-        "## Known limits\n\n"
+        "## Known limits\n\n" + voice +
         "- Acted, read English speech (two fixed sentences) from 20 North-American actors: spontaneous speech, other "
         "languages, children, far-field microphones and noisy rooms are not represented by these figures.\n"
         "- 20 speakers is few; fold-to-fold spread is large (see ± above), and a new voice can fare much worse.\n"
