@@ -29,7 +29,7 @@ def voices(seed: int = 0) -> tuple:
 def test_centring_on_the_voice_recovers_what_a_speakers_offset_hides():
     clips, clean, features, fold_of_clip, labels = voices()
     test = fold_of_clip == 0
-    head = centred_head.embedding_head(clips, [clean], [features], ~test, c=1.0)
+    head = centred_head.fit_centred_head(clips, [clean], [features], ~test, c=1.0)
     found = centred_head.mode_logits(head, clips, clean, features, test, fold=0)
     index = clean.clip_index[test[clean.clip_index]]
     from tools import scoring, teacher
@@ -65,7 +65,7 @@ def test_the_inner_choice_of_c_comes_from_the_grid_and_the_head_file_round_trips
     train = fold_of_clip != 2
     c = centred_head.choose_c(clips, [clean], [features], train, fold_of_clip, [0.001, 1.0])
     assert c in (0.001, 1.0)
-    head = centred_head.embedding_head(clips, [clean], [features], train, c)
+    head = centred_head.fit_centred_head(clips, [clean], [features], train, c)
     centred_head.write_head(head, tmp_path / "h.npz")
     loaded = LinearHead.load(tmp_path / "h.npz", WIDTH, N_LABELS)
     np.testing.assert_allclose(loaded.logits(features[0]), head.logits(features[0]), rtol=1e-4, atol=1e-4)

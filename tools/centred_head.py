@@ -82,9 +82,10 @@ def centre_prior(clips: list[data.Clip], clean: data.WindowSet, features: np.nda
     return means[np.unique(speaker_of_clip[clip_mask])].mean(axis=0)
 
 
-def embedding_head(clips: list[data.Clip], versions: list[data.WindowSet], features: list[np.ndarray], train_mask: np.ndarray,
+def fit_centred_head(clips: list[data.Clip], versions: list[data.WindowSet], features: list[np.ndarray], train_mask: np.ndarray,
                    c: float) -> LinearHead:
-    """A logistic head on the training clips' speaker-centred embeddings (every version), with its centre prior."""
+    """A logistic head on the training clips' speaker-centred features of every version (the student's embeddings,
+    or the teacher's pooled encoder features), with its centre prior."""
     fitted = teacher.fold_head(versions, teacher.speaker_centred(clips, versions, features), data.clip_labels(clips), train_mask, c)
     prior = centre_prior(clips, versions[0], features[0], train_mask)
     return LinearHead(fitted.mean, fitted.scale, fitted.weights, fitted.bias, prior)
@@ -156,7 +157,7 @@ def score_fold(clips: list[data.Clip], versions: list[data.WindowSet], result: d
     if not np.allclose(student[test_mask[clean.clip_index]], result["int8_logits"], atol=1e-5):
         raise ValueError("fold %d: the cached int8 logits are not those of its held-out clean windows" % fold)
     c = choose_c(clips, versions, embedded, train_mask, fold_of_clip, grid)
-    heads = {"embedding": (embedding_head(clips, versions, embedded, train_mask, c), embedded[0]),
+    heads = {"embedding": (fit_centred_head(clips, versions, embedded, train_mask, c), embedded[0]),
              "logits": (logit_head(clips, clean, student, train_mask), student)}
     found = {(kind, mode): z for kind, (head, features) in heads.items()
              for mode, z in mode_logits(head, clips, clean, features, test_mask, fold).items()}
@@ -218,7 +219,7 @@ def final_head(clips: list[data.Clip], versions: list[data.WindowSet], embedding
     every_clip = np.ones(len(clips), dtype=bool)
     embedded = embeddings(embedding_bytes, versions)
     c = choose_c(clips, versions, embedded, every_clip, fold_of_clip, list(grid))
-    return embedding_head(clips, versions, embedded, every_clip, c), c
+    return fit_centred_head(clips, versions, embedded, every_clip, c), c
 
 
 def write_head(head: LinearHead, path: Path) -> None:

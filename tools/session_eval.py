@@ -27,6 +27,7 @@ import numpy as np
 from serd.analyze import analyze_samples
 from serd.audio import load_audio
 from serd.config import VadConfig
+from serd.head import CENTRE_PRIOR_WINDOWS
 from serd.metrics import evaluate
 from serd.model import load_model
 from serd.speaker import SpeakerStats
@@ -149,7 +150,7 @@ def centred_head_sessions(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "serd-emotion.tflite"
             path.write_bytes(trunk)
-            centred_head.write_head(centred_head.embedding_head(clips, versions, embedded, train_mask, c), Path(folder) / card["head"])
+            centred_head.write_head(centred_head.fit_centred_head(clips, versions, embedded, train_mask, c), Path(folder) / card["head"])
             path.with_suffix(".json").write_text(json.dumps(dict(card, temperature=1.0)))
             model = load_model(path)
             for mode in rows:
@@ -179,47 +180,30 @@ def _print_modes(results: dict) -> None:
                                             "/".join("%.1f" % (100 * u) for u in results[mode]["folds"])))
 
 
-def teacher_sessions(clips: list[data.Clip], fold_of_clip: np.ndarray, c: float, prior_windows: int) -> dict:
+def teacher_sessions(clips: list[data.Clip], fold_of_clip: np.ndarray, c: float) -> dict:
     """The speaker-centred teacher (the whisper backend's head) with the estimate its runtime keeps.
 
     Per fold: a head on the training speakers' centred features; each held-out speaker's clean clips in a
     seeded random order, every window centred on the running mean of the pooled features heard so far
-    (started from the training speakers' mean, worth prior_windows windows), as
-    `serd.whisper.WhisperEmotionModel` does; and the same estimate started afresh for each clip."""
-    from serd.metrics import softmax
-    from serd.speaker import SpeakerPrior
-    from tools import teacher
+    (serd.head's estimate, started from the training speakers' mean), as `serd.whisper.WhisperEmotionModel`
+    does; and the same estimate started afresh for each clip."""
+    from tools import centred_head, teacher
 
-    labels = data.clip_labels(clips)
     windows, features = teacher.head_data(clips)
-    centred = teacher.speaker_centred(clips, windows, features)
-    means = teacher.speaker_means(clips, windows[0], features[0])
-    speaker_of_clip = teacher.speaker_of_clip_ids(clips)
     clean = windows[0]
     rows = {mode: np.full((len(clips), len(data.LABELS)), 1.0 / len(data.LABELS)) for mode in ("session", "clip")}
-    rng = np.random.default_rng(SHUFFLE_SEED)
-    ones = (1.0,) * features[0].shape[1]
+    rng = np.random.default_rng(SHUFFLE_SEED)  # one sequence of speaker orders over the folds
     for fold in range(data.N_FOLDS):
         test = fold_of_clip == fold
-        head = teacher.fold_head(windows, centred, labels, ~test, c)
-        prior = SpeakerPrior(tuple(means[np.unique(speaker_of_clip[~test])].mean(axis=0)), ones, prior_windows)
-        for speaker in np.unique(speaker_of_clip[test]):
-            session = SpeakerStats(prior)
-            for clip in rng.permutation(np.flatnonzero(speaker_of_clip == speaker)):
-                clip_features = features[0][clean.clip_index == clip].astype(np.float64)
-                if not len(clip_features):
-                    continue
-                fresh = SpeakerStats(prior)
-                for mode, voice in (("session", session), ("clip", fresh)):
-                    logits = []
-                    for window in clip_features:
-                        voice.observe(window[None, :])
-                        logits.append(head.logits((window - voice.mean)[None, :])[0])
-                    rows[mode][clip] = softmax(np.array(logits)).mean(axis=0)
+        head = centred_head.fit_centred_head(clips, windows, features, ~test, c)
+        for mode, order in (("session", rng), ("clip", np.random.default_rng(SHUFFLE_SEED))):  # a fresh clip ignores the order
+            logits = centred_head.running_logits(head, clips, clean, features[0], test, mode == "session", order)
+            probs, seen = scoring.clip_posteriors(logits, clean.clip_index[test[clean.clip_index]], len(clips))
+            rows[mode][seen] = probs[seen]
         log.info("teacher fold %d done", fold)
-    truths = [data.LABELS[k] for k in labels]
+    truths = [data.LABELS[k] for k in data.clip_labels(clips)]
     folds = list(range(data.N_FOLDS))
-    return {"prior_windows": prior_windows, "c": c, **{mode: _fold_uars(truths, rows[mode], fold_of_clip, folds) for mode in rows}}
+    return {"prior_windows": CENTRE_PRIOR_WINDOWS, "c": c, **{mode: _fold_uars(truths, rows[mode], fold_of_clip, folds) for mode in rows}}
 
 
 def _fold_uars(truths: list[str], rows: np.ndarray, fold_of_clip: np.ndarray, folds: list[int]) -> dict:
@@ -232,7 +216,6 @@ def _fold_uars(truths: list[str], rows: np.ndarray, fold_of_clip: np.ndarray, fo
 
 def main_teacher(args: argparse.Namespace) -> int:
     """--teacher: session and per-clip UAR of the speaker-centred teacher; stored with its CV entry."""
-    from serd.head import CENTRE_PRIOR_WINDOWS
     from tools import teacher, train
 
     clips = train.load_clips(args)
@@ -241,7 +224,7 @@ def main_teacher(args: argparse.Namespace) -> int:
     source = args.cv_results or SHIPPED_CV_RESULTS  # the head's C comes from the CV entry the backend follows
     study = json.loads(source.read_text()) if source.is_file() else {}
     entry = study.get("baselines", {}).get(teacher.CENTRED_NAME, {})
-    results = teacher_sessions(clips, fold_of_clip, float(entry.get("c", teacher.HEAD_C)), CENTRE_PRIOR_WINDOWS)
+    results = teacher_sessions(clips, fold_of_clip, float(entry.get("c", teacher.HEAD_C)))
     if args.cv_results and entry:
         entry["sessions"] = results
         args.cv_results.write_text(json.dumps(study, indent=1) + "\n")
