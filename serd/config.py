@@ -12,6 +12,8 @@ from typing import Any
 
 from serd.errors import ConfigError
 
+DEFAULT_MIN_CONFIDENCE = 0.0  # [smoothing] min_confidence; 0 = never uncertain
+
 
 def doc(text: str, default: Any) -> Any:
     """A dataclass field with a one-line description (shown by check-config and the example file)."""
@@ -57,7 +59,7 @@ class SmoothingConfig:
     windows: int = doc("recent windows averaged into the current posterior", 3)
     hysteresis: float = doc("probability margin a new label needs over the current one", 0.1)
     min_dwell_ms: int = doc("shortest time a label is held before it may change, in ms", 1000)
-    min_confidence: float = doc("smoothed probability a label needs to be reported at all", 0.0)
+    min_confidence: float = doc("smoothed top probability below which speech is reported as uncertain; 0 = never", DEFAULT_MIN_CONFIDENCE)
     state_interval_ms: int = doc("emotion-state repeat interval while speech lasts, in ms", 2000)
 
 

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
 SILENCE_LABEL = "silence"
+UNCERTAIN_LABEL = "uncertain"  # speech whose smoothed top probability is below [smoothing] min_confidence
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class SpeechEnded(Event):
 
 @dataclass(frozen=True)
 class EmotionChanged(Event):
-    """The smoothed emotion changed; label is "silence" when speech has stopped."""
+    """The smoothed emotion changed; label is "silence" when speech has stopped, "uncertain" when no label is sure enough."""
 
     TYPE: ClassVar[str] = "emotion-changed"
     label: str = SILENCE_LABEL

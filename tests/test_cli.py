@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from serd.events import UNCERTAIN_LABEL
 from serd.model import load_model
 
 SERD = [sys.executable, "-m", "serd.cli"]
@@ -142,6 +143,24 @@ def test_run_on_a_file_matches_analyze(clips, labels):
     ended = [e for e in events if e["type"] == "speech-ended"]
     assert [round(e["stream_time_s"], 2) for e in started] == [round(s["start_s"], 2) for s in analysis["segments"]]
     assert [round(e["stream_time_s"], 2) for e in ended] == [round(s["end_s"], 2) for s in analysis["segments"]]
+
+
+def first_change_with_min_confidence(tmp_path, clip, min_confidence):
+    config = tmp_path / ("serd-%s.conf" % min_confidence)
+    config.write_text("[smoothing]\nmin_confidence = %s\n" % min_confidence)
+    run = serd("run", "--config", config, "--source", "file:%s" % clip, "--stdout", "--no-zmq")
+    assert run.returncode == 0, run.stderr
+    return next(e for e in stdout_events(run) if e["type"] == "emotion-changed")
+
+
+def test_run_reports_uncertain_below_min_confidence(tmp_path, clips, labels):
+    first = first_change_with_min_confidence(tmp_path, clips[0], 0)
+    assert first["label"] in labels and first["confidence"] < 0.999
+    above = first_change_with_min_confidence(tmp_path, clips[0], round(first["confidence"] + 0.0001, 4))
+    assert (above["label"], above["previous"]) == (UNCERTAIN_LABEL, "silence")
+    assert above["confidence"] == first["confidence"] and above["probabilities"] == first["probabilities"]
+    below = first_change_with_min_confidence(tmp_path, clips[0], round(first["confidence"] - 0.0001, 4))
+    assert below["label"] == first["label"]
 
 
 def test_run_on_stdin_gives_the_same_segments_as_the_file(clips):

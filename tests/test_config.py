@@ -11,6 +11,7 @@ import pytest
 from serd.config import (
     RULES,
     SECTIONS,
+    DEFAULT_MIN_CONFIDENCE,
     Config,
     MqttConfig,
     SourceConfig,
@@ -141,7 +142,8 @@ def test_bad_zmq_endpoint():
     ("section", "key", "value"),
     [("vad", "aggressiveness", "0"), ("vad", "aggressiveness", "3"), ("source", "chunk_ms", "5"),
      ("source", "chunk_ms", "1000"), ("source", "ring_s", "2"), ("mqtt", "port", "65535"),
-     ("smoothing", "hysteresis", "0"), ("smoothing", "min_dwell_ms", "0"), ("vad", "pre_roll_ms", "0")],
+     ("smoothing", "hysteresis", "0"), ("smoothing", "min_dwell_ms", "0"), ("vad", "pre_roll_ms", "0"),
+     ("smoothing", "min_confidence", "0"), ("smoothing", "min_confidence", "0.99")],
 )
 def test_boundary_values_accepted(section, key, value):
     config = load_config(overrides={section: {key: value}})
@@ -274,3 +276,13 @@ def test_runtime_dir_and_default_endpoint(monkeypatch, tmp_path):
 def test_device_id():
     assert device_id(Config()) == socket.gethostname()
     assert device_id(load_config(overrides={"daemon": {"device_id": "kitchen"}})) == "kitchen"
+
+
+@pytest.mark.parametrize("value", ["-0.01", "1.0", "nan"])
+def test_min_confidence_outside_zero_to_one_is_refused(value):
+    with pytest.raises(ConfigError, match=r"^\[smoothing\] min_confidence: .* must be in \[0, 1\)$"):
+        load_config(overrides={"smoothing": {"min_confidence": value}})
+
+
+def test_min_confidence_defaults_to_the_named_constant():
+    assert load_config().smoothing.min_confidence == DEFAULT_MIN_CONFIDENCE

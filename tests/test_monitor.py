@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from serd.config import MqttConfig
-from serd.events import EmotionChanged, EmotionState, SpeechEnded, Status, from_dict
+from serd.events import UNCERTAIN_LABEL, EmotionChanged, EmotionState, SpeechEnded, Status, from_dict
 from serd.monitor import confidence_bar, format_line, run_monitor
 from serd.publish import MqttPublisher, ZmqPublisher
 from tests.support_mqtt import mosquitto  # noqa: F401
@@ -105,6 +105,12 @@ def test_line_formats():
     assert re.match(LINE_START.pattern + expected, format_line(angry()))
     assert format_line(ended()).endswith("speech-ended    segment 2  1.50 s")
     assert "running  audio 4.0 s  overruns 1  lost 160 samples  dropped mqtt=3 zmq=0" in format_line(status())
+
+
+def test_uncertain_line_shows_its_top_probability():
+    event = EmotionChanged(device=DEVICE, stream_time_s=1.0, wall_time_s=time.time(), segment=2, label=UNCERTAIN_LABEL,
+                           previous="angry", confidence=0.38, probabilities={"angry": 0.34, "neutral": 0.38})
+    assert format_line(event).endswith("emotion-changed uncertain 0.38 %s (was angry)" % confidence_bar(0.38))
 
 
 def test_zmq_lines_and_publisher_restart(tmp_path):

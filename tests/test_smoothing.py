@@ -1,9 +1,9 @@
-"""Smoother: silence first, hysteresis, dwell, periodic state, silence at the end of speech."""
+"""Smoother: silence first, hysteresis, dwell, periodic state, uncertain below min_confidence, silence at the end of speech."""
 
 import numpy as np
 
-from serd.config import SmoothingConfig
-from serd.events import SILENCE_LABEL
+from serd.config import DEFAULT_MIN_CONFIDENCE, SmoothingConfig
+from serd.events import SILENCE_LABEL, UNCERTAIN_LABEL
 from serd.smoothing import Smoother
 
 LABELS = ("neutral", "happy", "angry")
@@ -66,8 +66,53 @@ def test_end_of_speech_reports_silence_once():
     assert smoother.end_of_speech(4.0) == []
 
 
-def test_min_confidence_keeps_unsure_speech_unlabelled():
+def changes(updates):
+    return [(u.kind, u.label, u.previous) for u in updates]
+
+
+def test_unsure_speech_is_uncertain_from_the_first_window():
     smoother = make(min_confidence=0.5)
-    assert smoother.push(probs(0.3, 0.4, 0.3), 0.5) == []
-    assert smoother.label == SILENCE_LABEL
-    assert smoother.push(probs(0.1, 0.8, 0.1), 1.0)[0].label == "happy"
+    updates = smoother.push(probs(0.3, 0.4, 0.3), 0.5)
+    assert changes(updates) == [("changed", UNCERTAIN_LABEL, SILENCE_LABEL)]
+    assert updates[0].confidence == 0.4, "uncertain carries the top probability"
+    assert updates[0].probabilities == {"neutral": 0.3, "happy": 0.4, "angry": 0.3}
+
+
+def test_top_probability_at_min_confidence_is_not_uncertain():
+    assert make(min_confidence=0.5).push(probs(0.25, 0.5, 0.25), 0.5)[0].label == "happy"
+    assert make(min_confidence=0.5).push(probs(0.26, 0.49, 0.25), 0.5)[0].label == UNCERTAIN_LABEL
+
+
+def test_zero_min_confidence_is_never_uncertain():
+    smoother = make(min_confidence=DEFAULT_MIN_CONFIDENCE)
+    assert DEFAULT_MIN_CONFIDENCE == 0.0
+    assert smoother.push(probs(1 / 3, 1 / 3, 1 / 3), 0.5)[0].label == "neutral"
+
+
+def test_leaving_uncertain_needs_no_dwell_or_margin():
+    smoother = make(min_confidence=0.5)
+    smoother.push(probs(0.3, 0.4, 0.3), 0.5)
+    assert changes(smoother.push(probs(0.05, 0.5, 0.45), 0.6)) == [("changed", "happy", UNCERTAIN_LABEL)]
+
+
+def test_entering_uncertain_needs_the_dwell_of_the_label_held():
+    smoother = make(min_confidence=0.5)
+    smoother.push(probs(0.2, 0.7, 0.1), 0.0)
+    assert smoother.push(probs(0.3, 0.4, 0.3), 0.9) == []
+    assert smoother.label == "happy"
+    assert changes(smoother.push(probs(0.3, 0.4, 0.3), 1.0)) == [("changed", UNCERTAIN_LABEL, "happy")]
+
+
+def test_a_label_replaced_through_uncertain_waits_one_dwell_not_two():
+    smoother = make(min_confidence=0.5)
+    smoother.push(probs(0.2, 0.7, 0.1), 0.0)
+    smoother.push(probs(0.3, 0.4, 0.3), 1.0)
+    assert changes(smoother.push(probs(0.1, 0.1, 0.8), 1.1)) == [("changed", "angry", UNCERTAIN_LABEL)]
+
+
+def test_uncertain_repeats_as_state_and_ends_in_silence():
+    smoother = make(min_confidence=0.5)
+    smoother.push(probs(0.3, 0.4, 0.3), 0.0)
+    updates = smoother.push(probs(0.4, 0.3, 0.3), 2.0)
+    assert [(u.kind, u.label, u.confidence) for u in updates] == [("state", UNCERTAIN_LABEL, 0.4)]
+    assert changes(smoother.end_of_speech(3.0)) == [("changed", SILENCE_LABEL, UNCERTAIN_LABEL)]
