@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serd.config import VadConfig
+from serd.config import DEFAULT_MIN_CONFIDENCE, VadConfig
+from serd.events import UNCERTAIN_LABEL
 from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady
 from serd.model import WindowModel
 from serd.pipeline import vad_params
@@ -17,20 +18,25 @@ from serd.speaker import SpeakerStats
 
 @dataclass(frozen=True)
 class Verdict:
-    """A label, its probability, and the whole probability vector."""
+    """A label (None: no speech; "uncertain": no label sure enough), its probability, and the whole probability vector."""
 
     label: str | None
     confidence: float
     probabilities: dict[str, float]
 
     @classmethod
-    def from_rows(cls, labels: tuple[str, ...], rows: list[np.ndarray]) -> "Verdict":
-        """Mean of window probabilities; no rows gives no label."""
+    def from_rows(cls, labels: tuple[str, ...], rows: list[np.ndarray], min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> "Verdict":
+        """Mean of window probabilities; no rows gives no label, a top mean below min_confidence "uncertain"."""
         if not rows:
             return cls(None, 0.0, {})
-        mean = np.mean(np.asarray(rows, dtype=np.float64), axis=0)
+        return cls.from_mean(labels, np.mean(np.asarray(rows, dtype=np.float64), axis=0), min_confidence)
+
+    @classmethod
+    def from_mean(cls, labels: tuple[str, ...] | list[str], mean: np.ndarray, min_confidence: float) -> "Verdict":
+        """The top label of a probability vector, "uncertain" when its probability is below min_confidence."""
         best = int(np.argmax(mean))
-        return cls(labels[best], round(float(mean[best]), 4), {name: round(float(p), 4) for name, p in zip(labels, mean)})
+        label = labels[best] if mean[best] >= min_confidence else UNCERTAIN_LABEL
+        return cls(label, round(float(mean[best]), 4), {name: round(float(p), 4) for name, p in zip(labels, mean)})
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,11 @@ class FileAnalysis:
         }
 
 
-def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voice: SpeakerStats | None = None) -> FileAnalysis:
+def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voice: SpeakerStats | None = None,
+                    min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> FileAnalysis:
     """Run the daemon's front end and model over a whole clip (16 kHz mono int16).
+
+    A segment, or the whole clip, whose mean top probability is below min_confidence is "uncertain".
 
     A model with a voice estimate (speaker-normalised or speaker-centred) starts from a fresh one unless
     voice (which the clip then updates) carries one over from earlier clips of the same speaker."""
@@ -86,7 +95,8 @@ def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voi
         elif isinstance(item, WindowReady):
             rows.append(model.predict(item.window, item.audio))
         elif isinstance(item, SegmentEnded):
-            segments.append(SegmentResult(round(start / rate_hz, 3), round(item.sample_index / rate_hz, 3), len(rows), Verdict.from_rows(model.labels, rows)))
+            verdict = Verdict.from_rows(model.labels, rows, min_confidence)
+            segments.append(SegmentResult(round(start / rate_hz, 3), round(item.sample_index / rate_hz, 3), len(rows), verdict))
             all_rows.extend(rows)
     probabilities = np.asarray(all_rows) if all_rows else None
-    return FileAnalysis(len(samples) / rate_hz, segments, Verdict.from_rows(model.labels, all_rows), probabilities)
+    return FileAnalysis(len(samples) / rate_hz, segments, Verdict.from_rows(model.labels, all_rows, min_confidence), probabilities)

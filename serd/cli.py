@@ -59,8 +59,8 @@ def _add_analyze(commands) -> None:
     analyze.add_argument("files", nargs="+", metavar="FILE")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings")
-    analyze.add_argument("--jobs", type=int, default=1, metavar="N", help="analyse N files at once (processes)")
+    analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence (below it: uncertain)")
+    analyze.add_argument("--jobs", type=positive_int, default=1, metavar="N", help="analyse N files at once (processes, N >= 1)")
 
 
 def _add_eval(commands) -> None:
@@ -80,6 +80,17 @@ def _add_monitor(commands) -> None:
     where.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint (default: the daemon's default ipc endpoint)")
     where.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker to subscribe to")
     monitor.add_argument("--json", action="store_true", help="print the events' JSON unchanged")
+
+
+def positive_int(text: str) -> int:
+    """An integer of at least 1; argparse turns the ArgumentTypeError into a usage error (exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number (got %r)" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (got %d)" % value)
+    return value
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

@@ -13,6 +13,7 @@ import paho.mqtt.client as mqtt
 import zmq
 from paho.mqtt.enums import CallbackAPIVersion
 
+from serd.bar import LABEL_WIDTH, confidence_bar
 from serd.errors import ConfigError
 from serd.events import EmotionChanged, EmotionState, Event, EventFormatError, SpeechEnded, SpeechStarted, Status
 from serd.events import from_dict
@@ -21,24 +22,12 @@ from serd.publish.stdout_pub import silence_broken_stream
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
-BAR_CELLS = 10
-EIGHTHS = " ▏▎▍▌▋▊▉"
-FULL_BLOCK = "█"
-LABEL_WIDTH = 9
 TYPE_WIDTH = 15
 MQTT_RECONNECT_MIN_S = 1
 MQTT_RECONNECT_MAX_S = 5
 MQTT_KEEPALIVE_S = 30
 DEFAULT_MQTT_PREFIX = "serd"
 CLIENT_ID_SUFFIX_CHARS = 8
-
-
-def confidence_bar(confidence: float, cells: int = BAR_CELLS) -> str:
-    """A bar of `cells` characters, in eighths of a cell, for a value in [0, 1]."""
-    eighths = int(min(max(confidence, 0.0), 1.0) * cells * 8)
-    full, rest = divmod(eighths, 8)
-    bar = FULL_BLOCK * full + (EIGHTHS[rest] if rest else "")
-    return bar.ljust(cells)
 
 
 def clock(wall_time_s: float) -> str:

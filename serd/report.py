@@ -9,7 +9,8 @@ from typing import TextIO
 
 import numpy as np
 
-from serd.analyze import FileAnalysis, analyze_samples
+from serd.analyze import FileAnalysis, Verdict, analyze_samples
+from serd.bar import BAR_CELLS, LABEL_WIDTH, confidence_bar
 from serd.audio import load_audio
 from serd.config import VadConfig, load_config
 from serd.errors import AudioError, SerdError
@@ -20,65 +21,77 @@ from serd.speaker import SpeakerStats
 
 log = logging.getLogger(__name__)
 
-BAR_WIDTH = 20
-_worker: tuple[WindowModel, VadConfig] | None = None
+TIME_WIDTH = 8
+CONFIDENCE_WIDTH = len("0.00 ") + BAR_CELLS
+NO_SPEECH = "no speech"
+_worker: tuple[WindowModel, VadConfig, float] | None = None
 
 
 def analyze_files(paths: list[str], model_path: str | None, config_path: str | None, as_json: bool, jobs: int, out: TextIO) -> int:
     """Analyse each file and print its result; a bad file is reported and the others still run."""
-    vad = load_config(config_path).vad
-    failures = 0
-    for path, result in zip(paths, _map_files(paths, model_path, vad, jobs)):
+    config = load_config(config_path)
+    failures = shown = 0
+    for path, result in zip(paths, _map_files(paths, model_path, config.vad, config.smoothing.min_confidence, jobs)):
         if isinstance(result, str):
             print("serd: error: %s" % result, file=sys.stderr)
             failures += 1
             continue
-        out.write(json.dumps({"file": path, **result.to_dict()}) + "\n" if as_json else format_analysis(path, result))
+        separator = "\n" if shown and not as_json else ""  # an empty line between two files' tables
+        out.write(json.dumps({"file": path, **result.to_dict()}) + "\n" if as_json else separator + format_analysis(path, result))
         out.flush()
+        shown += 1
     return 1 if failures else 0
 
 
-def _map_files(paths: list[str], model_path: str | None, vad: VadConfig, jobs: int):
+def _map_files(paths: list[str], model_path: str | None, vad: VadConfig, min_confidence: float, jobs: int):
     """Results (FileAnalysis or an error message) in the order of paths."""
     if jobs <= 1 or len(paths) == 1:
-        _init_worker(model_path, vad)
+        _init_worker(model_path, vad, min_confidence)
         return map(_analyze_one, paths)
     from concurrent.futures import ProcessPoolExecutor  # only --jobs N needs it (~40 ms of imports)
 
-    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(model_path, vad))
+    pool = ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(model_path, vad, min_confidence))
     return pool.map(_analyze_one, paths, chunksize=4)
 
 
-def _init_worker(model_path: str | None, vad: VadConfig) -> None:
+def _init_worker(model_path: str | None, vad: VadConfig, min_confidence: float) -> None:
     """Load the model once per process."""
     global _worker
-    _worker = (load_model(model_path), vad)
+    _worker = (load_model(model_path), vad, min_confidence)
 
 
 def _analyze_one(path: str) -> FileAnalysis | str:
     """One file, or the one-line reason it could not be analysed."""
-    model, vad = _worker
+    model, vad, min_confidence = _worker
     try:
-        return analyze_samples(load_audio(path, model.card.sample_rate_hz), model, vad)
+        return analyze_samples(load_audio(path, model.card.sample_rate_hz), model, vad, min_confidence=min_confidence)
     except AudioError as exc:
         return str(exc)
 
 
 def format_analysis(path: str, result: FileAnalysis) -> str:
-    """Human-readable lines for one file."""
-    overall = result.overall
-    head = "%s  %.2f s  %s" % (path, result.duration_s, _verdict_text(overall.label, overall.confidence))
-    lines = [head]
+    """A table for one file: a row per speech segment (aligned times, label, confidence and bar) and the overall row."""
+    verdicts = [segment.verdict for segment in result.segments] + [result.overall]
+    width = max([LABEL_WIDTH] + [len(verdict.label or NO_SPEECH) for verdict in verdicts])
+    lines = ["%s  %.2f s" % (path, result.duration_s), _table_row(width, "start_s", "end_s", "label", "confidence", "windows")]
     for segment in result.segments:
-        lines.append("  %7.2f-%-7.2f s  %s  (%d windows)" % (segment.start_s, segment.end_s, _verdict_text(segment.verdict.label, segment.verdict.confidence), segment.windows))
+        lines.append(_table_row(width, "%.2f" % segment.start_s, "%.2f" % segment.end_s, *_verdict_cells(segment.verdict), str(segment.windows)))
+    windows = sum(segment.windows for segment in result.segments)
+    lines.append(_table_row(width, "overall", "", *_verdict_cells(result.overall), str(windows)))
     return "\n".join(lines) + "\n"
 
 
-def _verdict_text(label: str | None, confidence: float) -> str:
-    """'angry     0.82 ################' or 'no speech'."""
-    if label is None:
-        return "no speech"
-    return "%-9s %.2f %s" % (label, confidence, "#" * round(confidence * BAR_WIDTH))
+def _table_row(label_width: int, start: str, end: str, label: str, confidence: str, windows: str) -> str:
+    """One aligned row of the analyze table."""
+    row = "%*s %*s  %-*s %-*s %7s" % (TIME_WIDTH, start, TIME_WIDTH, end, label_width, label, CONFIDENCE_WIDTH, confidence, windows)
+    return row.rstrip()
+
+
+def _verdict_cells(verdict: Verdict) -> tuple[str, str]:
+    """('angry', '0.82 ████████▏ ') or ('no speech', '')."""
+    if verdict.label is None:
+        return NO_SPEECH, ""
+    return verdict.label, "%4.2f %s" % (verdict.confidence, confidence_bar(verdict.confidence))
 
 
 def parse_merges(merges: list[str], labels: tuple[str, ...]) -> dict[str, str]:

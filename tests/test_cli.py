@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from serd.events import UNCERTAIN_LABEL
+from serd.bar import confidence_bar
 from serd.model import load_model
 
 SERD = [sys.executable, "-m", "serd.cli"]
@@ -46,11 +47,72 @@ def test_analyze_json_on_flac_clips(clips, labels):
             assert segment["label"] in labels and segment["windows"] >= 1
 
 
-def test_analyze_text_names_file_and_label(clips, labels):
-    result = serd("analyze", clips[0])
-    assert result.returncode == 0
-    first = result.stdout.decode().splitlines()[0]
-    assert first.startswith(str(clips[0])) and first.split()[3] in labels
+def file_tables(text):
+    """analyze's plain output split into one list of lines per file (files are separated by an empty line)."""
+    return [block.splitlines() for block in text.split("\n\n")]
+
+
+def test_analyze_text_is_an_aligned_table_per_file(clips, labels):
+    result = serd("analyze", *clips)
+    assert result.returncode == 0, result.stderr
+    analyses = [json.loads(line) for line in serd("analyze", "--json", *clips).stdout.decode().splitlines()]
+    tables = file_tables(result.stdout.decode())
+    assert len(tables) == len(clips)
+    for clip, table, analysis in zip(clips, tables, analyses):
+        assert table[0] == "%s  %.2f s" % (clip, analysis["duration_s"])
+        header, rows = table[1], table[2:]
+        assert header.split() == ["start_s", "end_s", "label", "confidence", "windows"]
+        expected = [("%.2f" % s["start_s"], "%.2f" % s["end_s"], s["label"], s["confidence"], s["windows"]) for s in analysis["segments"]]
+        windows = sum(s["windows"] for s in analysis["segments"])
+        expected.append(("overall", "", analysis["label"], analysis["confidence"], windows))
+        assert len(rows) == len(expected)
+        for row, (start, end, label, confidence, windows) in zip(rows, expected):
+            assert row[:8].strip() == start and row[9:17].strip() == end, "times right-aligned under their headers"
+            assert row[19:].startswith("%-9s %4.2f %s" % (label, confidence, confidence_bar(confidence)))
+            assert row.endswith(" %d" % windows) and len(row) == len(rows[0])
+        assert header.index("label") == 19 and header.endswith("windows") and len(header) == len(rows[0])
+
+
+def test_analyze_text_says_no_speech(tmp_path):
+    import wave
+
+    quiet = tmp_path / "quiet.wav"
+    with wave.open(str(quiet), "wb") as handle:
+        handle.setnchannels(1)
+        handle.setsampwidth(2)
+        handle.setframerate(16000)
+        handle.writeframes(b"\0\0" * 16000)
+    result = serd("analyze", quiet)
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.decode().splitlines()
+    assert table[2].split() == ["overall", "no", "speech", "0"]
+
+
+def analyses_with_min_confidence(tmp_path, clips, min_confidence, *flags):
+    config = tmp_path / ("analyze-%s.conf" % min_confidence)
+    config.write_text("[smoothing]\nmin_confidence = %s\n" % min_confidence)
+    result = serd("analyze", "--config", config, *flags, *clips)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+def test_analyze_reports_uncertain_below_min_confidence(tmp_path, clips, labels):
+    baseline = json.loads(analyses_with_min_confidence(tmp_path, clips[:1], 0, "--json"))
+    for threshold in (round(baseline["confidence"] - 0.0001, 4), round(baseline["confidence"] + 0.0001, 4)):
+        analysis = json.loads(analyses_with_min_confidence(tmp_path, clips[:1], threshold, "--json"))
+        assert analysis["label"] == (baseline["label"] if baseline["confidence"] >= threshold else UNCERTAIN_LABEL)
+        assert (analysis["confidence"], analysis["probabilities"]) == (baseline["confidence"], baseline["probabilities"])
+        for segment, before in zip(analysis["segments"], baseline["segments"]):
+            assert segment["label"] == (before["label"] if before["confidence"] >= threshold else UNCERTAIN_LABEL)
+    text = analyses_with_min_confidence(tmp_path, clips[:1], round(baseline["confidence"] + 0.0001, 4))
+    assert text.splitlines()[-1].split()[:2] == ["overall", UNCERTAIN_LABEL]
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1"])
+def test_analyze_refuses_jobs_below_one(jobs, clips):
+    result = serd("analyze", "--jobs", jobs, clips[0])
+    assert result.returncode == 2 and result.stdout == b""
+    assert result.stderr.decode().splitlines()[-1] == "serd analyze: error: argument --jobs: must be at least 1 (got %s)" % jobs
 
 
 def bad_files(tmp_path, clip):
