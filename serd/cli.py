@@ -9,7 +9,7 @@ import os
 import sys
 from typing import Any, Sequence
 
-from serd import __version__
+from serd import __license__, __version__
 from serd.errors import SerdError
 from serd.process import tune_process
 
@@ -22,10 +22,24 @@ MODEL_HELP = ("model file (.tflite; .npz for the opt-in whisper backend; its .js
               "or a shipped model's name: serd-emotion (default) or serd-whisper")
 
 
+class VersionAction(argparse.Action):
+    """--version: serd's version and licence, then the shipped model's name, version, licence and card."""
+
+    def __init__(self, option_strings: list[str], dest: str, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        """Print and exit 0 (before the subcommand is required)."""
+        from serd.shipped import version_lines
+
+        print("\n".join(["serd %s (code licence: %s)" % (__version__, __license__)] + version_lines()))
+        parser.exit(EXIT_OK)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="serd", description="Real-time speech emotion recognition: audio in, emotion events out.")
-    parser.add_argument("--version", action="version", version="serd %s" % __version__)
+    parser.add_argument("--version", action=VersionAction, help="print serd's version and the shipped model's name, version and licence, then exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(commands)
@@ -69,8 +83,10 @@ def _add_eval(commands) -> None:
     evaluate.add_argument("manifests", nargs="+", metavar="MANIFEST")
     evaluate.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     evaluate.add_argument("--merge", action="append", default=[], metavar="A=B", help="fold class A into B on both sides (repeatable)")
+    evaluate.add_argument("--classes", metavar="A,B,...", help="score only these classes: truths outside them are skipped, "
+                          "probabilities renormalised over them, the argmax taken among them; 'present' = the classes the manifests have")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    evaluate.add_argument("--config", metavar="FILE", help="config file for [vad] settings")
+    evaluate.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence (below it: uncertain)")
 
 
 def _add_monitor(commands) -> None:
@@ -157,15 +173,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """serd eval."""
-    from serd.report import evaluate_manifests
+    from serd.evaluation import evaluate_manifests, format_evaluation
 
-    report = evaluate_manifests(args.manifests, args.model, args.config, args.merge)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        from serd.report import format_evaluation
-
-        print(format_evaluation(report))
+    report = evaluate_manifests(args.manifests, args.model, args.config, args.merge, args.classes)
+    print(json.dumps(report) if args.json else format_evaluation(report))
     return EXIT_OK
 
 

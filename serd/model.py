@@ -5,9 +5,7 @@ A card whose "backend" is "whisper" names the opt-in Whisper-encoder model inste
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +16,7 @@ from serd.errors import ModelError
 from serd.features import FeatureParams
 from serd.head import LinearHead
 from serd.quiet import quiet_stderr
+from serd.shipped import MODEL_NAME, default_model_path, read_card
 from serd import speaker
 from serd.speaker import SpeakerPrior, SpeakerStats
 from serd.vad import VadParams
@@ -25,7 +24,6 @@ from serd.windows import WindowParams
 
 log = logging.getLogger(__name__)
 
-MODEL_NAME = "serd-emotion"
 SUPPORTED_SAMPLE_RATE_HZ = 16000
 SUPPORTED_NORMALISATION = ("per-window-cmvn", "per-speaker-cmvn")  # the second needs the card's speaker_prior
 SUPPORTED_OUTPUTS = ("logits", "probabilities", "embedding")  # "embedding": the card's head turns it into logits
@@ -50,6 +48,7 @@ class ModelCard:
     backend: str = "tflite"
     speaker_prior: SpeakerPrior | None = None
     head: str = ""  # output "embedding": the head .npz (serd.head), relative to the card
+    training_manifests: tuple[str, ...] = ()  # training.manifests: absolute, or relative to the training checkout's parent
 
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "ModelCard":
@@ -69,6 +68,7 @@ class ModelCard:
                 backend=str(data.get("backend", "tflite")),
                 speaker_prior=SpeakerPrior.from_dict(data["speaker_prior"]) if "speaker_prior" in data else None,
                 head=str(data.get("head", "")),
+                training_manifests=tuple(str(m) for m in dict(data.get("training") or {}).get("manifests", ())),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
@@ -103,23 +103,6 @@ class ModelCard:
             problems.append("backend %r unknown (%s)" % (self.backend, ", ".join(SUPPORTED_BACKENDS)))
         if problems:
             raise ModelError("%s: %s" % (source, "; ".join(problems)))
-
-
-SHIPPED_SUFFIXES = (".tflite", ".npz")
-
-
-def default_model_path(name: str = MODEL_NAME) -> Path:
-    """A shipped model by name (serd-emotion, serd-whisper): beside the source tree, else where `pip install` put it."""
-    folders = [
-        Path(__file__).resolve().parent.parent / "models",
-        Path(sys.prefix) / "share" / "serd" / "models",
-        Path("/usr/local/share/serd/models"),
-    ]
-    for folder in folders:
-        for suffix in SHIPPED_SUFFIXES:
-            if (folder / (name + suffix)).is_file():
-                return folder / (name + suffix)
-    raise ModelError("shipped model %s not found (looked in %s); set [model] path" % (name, ", ".join(str(f) for f in folders)))
 
 
 def model_path(path: str | Path | None) -> Path:
@@ -263,13 +246,7 @@ def load_model(path: str | Path | None = None) -> WindowModel:
     if not found.is_file():
         raise ModelError("%s: model file not found" % found)
     card_path = found.with_suffix(".json")
-    try:
-        data = json.loads(card_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError("%s: cannot read model card: %s" % (card_path, exc.strerror or exc)) from None
-    except ValueError as exc:
-        raise ModelError("%s: model card is not valid JSON: %s" % (card_path, exc)) from None
-    card = ModelCard.from_dict(data, card_path)
+    card = ModelCard.from_dict(read_card(card_path), card_path)
     if card.backend == "whisper":
         from serd.whisper import WhisperEmotionModel
 
