@@ -3,36 +3,47 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := portaudio19-dev libportaudio2 mosquitto mosquitto-clients pulseaudio pulseaudio-utils \
-	libasound2-plugins espeak-ng sox libsox-fmt-all systemd python3-seccomp
+# apt packages: what running needs (PyAudio's build and library, the demo's speech), then what testing adds
+# (the MQTT broker, a virtual microphone, mp3/ogg decoding, the unit's checks and its seccomp policy)
+RUN_PACKAGES := portaudio19-dev libportaudio2 espeak-ng sox
+TEST_PACKAGES := mosquitto pulseaudio pulseaudio-utils libasound2-plugins libsox-fmt-all systemd python3-seccomp
 export OPENBLAS_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test model bench install apt venv venv-dev clean
+.PHONY: run test model bench install apt-run apt-test venv venv-dev clean
 SERD_PREFIX := /opt/serd
 
-run: apt venv
+run: apt-run venv
 	@tools/run.sh
 
-test: apt venv-dev
+test: apt-test venv-dev
 	$(PY) -m pytest -q
 
-model: apt venv-dev
+model: apt-test venv-dev
 	$(PY) -m tools.train --out models
 
-bench: apt venv-dev
+bench: apt-test venv-dev
 	$(PY) -m tools.bench
 
-apt:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+# $(call apt_install,PACKAGES): install the missing ones as root, else name them on one line and fail
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || printf '%s ' $$p; done); \
+	missing=$${missing% }; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ]; then \
 			echo "installing: $$missing"; \
 			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 		else \
-			echo "serd needs these packages; run:"; echo "  sudo apt-get install -y $$missing"; exit 1; \
+			echo "serd needs these packages: $$missing (run: sudo apt-get install -y $$missing)"; exit 1; \
 		fi; \
 	fi
+endef
+
+apt-run:
+	$(call apt_install,$(RUN_PACKAGES))
+
+apt-test:
+	$(call apt_install,$(RUN_PACKAGES) $(TEST_PACKAGES))
 
 $(VENV)/.runtime: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,7 +58,7 @@ $(VENV)/.dev: $(VENV)/.runtime
 venv: $(VENV)/.runtime
 venv-dev: $(VENV)/.dev
 
-install: apt
+install: apt-run
 	@test "$$(id -u)" = 0 || { echo "make install needs root: sudo make install"; exit 1; }
 	test -x $(SERD_PREFIX)/bin/python || $(PYTHON) -m venv $(SERD_PREFIX)
 	$(SERD_PREFIX)/bin/python -m pip install -q --upgrade pip
