@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 SCHEMA_VERSION = 1
 SILENCE_LABEL = "silence"
+SILENCE_CONFIDENCE = 1.0  # the label silence is certain: the speech gate closed
 UNCERTAIN_LABEL = "uncertain"  # speech whose smoothed top probability is below [smoothing] min_confidence
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serd.config import SmoothingConfig
-from serd.events import SILENCE_LABEL, UNCERTAIN_LABEL
+from serd.events import SILENCE_CONFIDENCE, SILENCE_LABEL, UNCERTAIN_LABEL
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Smoother:
         self._recent.clear()
         if self.label == SILENCE_LABEL:
             return []
-        update = EmotionUpdate("changed", SILENCE_LABEL, self.label, 1.0, {}, stream_time_s)
+        update = EmotionUpdate("changed", SILENCE_LABEL, self.label, SILENCE_CONFIDENCE, {}, stream_time_s)
         self.label, self._since_s = SILENCE_LABEL, stream_time_s
         return [update]
 

@@ -1,5 +1,8 @@
 """Smoother: silence first, hysteresis, dwell, periodic state, uncertain below min_confidence, silence at the end of speech."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from serd.config import DEFAULT_MIN_CONFIDENCE, SmoothingConfig
@@ -116,3 +119,15 @@ def test_uncertain_repeats_as_state_and_ends_in_silence():
     updates = smoother.push(probs(0.4, 0.3, 0.3), 2.0)
     assert [(u.kind, u.label, u.confidence) for u in updates] == [("state", UNCERTAIN_LABEL, 0.4)]
     assert changes(smoother.end_of_speech(3.0)) == [("changed", SILENCE_LABEL, UNCERTAIN_LABEL)]
+
+
+def test_silence_confidence_in_the_events_doc_is_what_serd_sends():
+    smoother = make()
+    smoother.push(probs(0.2, 0.7, 0.1), 0.5)
+    (silence,) = smoother.end_of_speech(1.0)
+    assert silence.confidence == 1.0
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "events.md").read_text(encoding="utf-8")
+    examples = [json.loads(line) for line in doc.splitlines() if line.startswith("{") and '"label": "silence"' in line]
+    assert examples and all(example["confidence"] == silence.confidence for example in examples)
+    monitor_lines = [line for line in doc.splitlines() if "emotion-changed silence" in line]
+    assert monitor_lines and all(" %.2f " % silence.confidence in line for line in monitor_lines)
