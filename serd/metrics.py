@@ -74,8 +74,12 @@ def label_indices(names: list[str], labels: list[str]) -> np.ndarray:
     return np.array([position[name] for name in names], dtype=np.int64)
 
 
-def evaluate(true_labels: list[str], prob_rows: np.ndarray, labels: list[str]) -> dict:
-    """Clip-level report: accuracy, uar, macro_f1, ece, labels, per_class, confusion (JSON-ready)."""
+def evaluate(true_labels: list[str], prob_rows: np.ndarray, labels: list[str], undefined: float | None = 0.0) -> dict:
+    """Clip-level report: accuracy, uar, macro_f1, ece, labels, per_class, confusion (JSON-ready).
+
+    undefined is what per_class says where a score cannot be computed: recall (and f1) of a class
+    without clips, precision of a class never predicted; None gives JSON null.
+    """
     probs = np.asarray(prob_rows, dtype=np.float64).reshape(len(true_labels), len(labels))
     true_idx = label_indices(list(true_labels), list(labels))
     pred_idx = probs.argmax(axis=1)
@@ -87,7 +91,7 @@ def evaluate(true_labels: list[str], prob_rows: np.ndarray, labels: list[str]) -
         "macro_f1": macro_f1(true_idx, pred_idx, len(labels)),
         "ece": ece(true_idx, probs),
         "labels": list(labels),
-        "per_class": _per_class_dict(scores, labels),
+        "per_class": _per_class_dict(scores, labels, matrix.sum(axis=0), undefined),
         "confusion": matrix.tolist(),
     }
 
@@ -100,17 +104,18 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return exp / exp.sum(axis=-1, keepdims=True)
 
 
-def _per_class_dict(scores: dict[str, np.ndarray], labels: list[str]) -> dict[str, dict]:
-    """{label: {precision, recall, f1, support}} with plain Python numbers."""
-    return {
-        label: {
-            "precision": float(scores["precision"][i]),
-            "recall": float(scores["recall"][i]),
-            "f1": float(scores["f1"][i]),
+def _per_class_dict(scores: dict[str, np.ndarray], labels: list[str], predicted: np.ndarray, undefined: float | None) -> dict[str, dict]:
+    """{label: {precision, recall, f1, support}} with plain Python numbers; undefined where a score has no meaning."""
+    table = {}
+    for i, label in enumerate(labels):
+        has_clips, was_predicted = scores["support"][i] > 0, predicted[i] > 0
+        table[label] = {
+            "precision": float(scores["precision"][i]) if was_predicted else undefined,
+            "recall": float(scores["recall"][i]) if has_clips else undefined,
+            "f1": float(scores["f1"][i]) if has_clips else undefined,
             "support": int(scores["support"][i]),
         }
-        for i, label in enumerate(labels)
-    }
+    return table
 
 
 def _safe_div(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

@@ -1,25 +1,17 @@
-"""What `serd analyze` and `serd eval` print: per-file analyses and accuracy on a manifest."""
+"""What `serd analyze` prints: a table (or a JSON line) per file; serd.evaluation does `serd eval`."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import TextIO
-
-import numpy as np
 
 from serd.analyze import FileAnalysis, Verdict, analyze_samples
 from serd.bar import BAR_CELLS, LABEL_WIDTH, confidence_bar
 from serd.audio import load_audio
 from serd.config import VadConfig, load_config
-from serd.errors import AudioError, SerdError
-from serd.manifest import read_manifests
-from serd.metrics import evaluate
+from serd.errors import AudioError
 from serd.model import WindowModel, load_model
-from serd.speaker import SpeakerStats
-
-log = logging.getLogger(__name__)
 
 TIME_WIDTH = 8
 CONFIDENCE_WIDTH = len("0.00 ") + BAR_CELLS
@@ -92,73 +84,3 @@ def _verdict_cells(verdict: Verdict) -> tuple[str, str]:
     if verdict.label is None:
         return NO_SPEECH, ""
     return verdict.label, "%4.2f %s" % (verdict.confidence, confidence_bar(verdict.confidence))
-
-
-def parse_merges(merges: list[str], labels: tuple[str, ...]) -> dict[str, str]:
-    """--merge A=B items -> {A: B}; both must be model labels."""
-    mapping = {}
-    for item in merges:
-        source, _, target = item.partition("=")
-        if not source or not target or source not in labels or target not in labels or source == target:
-            raise SerdError("--merge %r must be A=B with two different labels of the model (%s)" % (item, ", ".join(labels)))
-        mapping[source] = target
-    return mapping
-
-
-def evaluate_manifests(manifests: list[str], model_path: str | None, config_path: str | None, merges: list[str]) -> dict:
-    """Accuracy of the runtime path (VAD + features + int8 model, window posteriors averaged per clip)."""
-    model = load_model(model_path)
-    vad = load_config(config_path).vad
-    mapping = parse_merges(merges, model.labels)
-    labels = [label for label in model.labels if label not in mapping]
-    truths, rows, skipped, failed, no_speech = [], [], 0, 0, 0
-    voices: dict[str, SpeakerStats | None] = {}  # one running voice estimate per speaker, as a daemon hearing them
-    for clip in read_manifests(manifests):
-        emotion = mapping.get(clip.emotion, clip.emotion)
-        if emotion not in labels:
-            skipped += 1
-            continue
-        try:
-            if clip.speaker not in voices:
-                voices[clip.speaker] = model.new_voice()
-            voice = voices[clip.speaker]
-            analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, vad, voice)
-        except AudioError as exc:
-            log.warning("%s", exc)
-            failed += 1
-            continue
-        no_speech += analysis.overall.label is None
-        truths.append(emotion)
-        rows.append(_merged_row(analysis, model.labels, mapping, labels))
-    if not truths:
-        raise SerdError("no clip with an emotion the model knows (%d skipped, %d unreadable)" % (skipped, failed))
-    report = {"n": len(truths), "skipped": skipped, "failed": failed, "no_speech": no_speech}
-    report.update(evaluate(truths, np.asarray(rows), labels))
-    return report
-
-
-def _merged_row(analysis: FileAnalysis, model_labels: tuple[str, ...], mapping: dict[str, str], labels: list[str]) -> np.ndarray:
-    """The clip's mean probabilities with merged classes added into their targets (uniform if no speech)."""
-    probabilities = analysis.overall.probabilities
-    if not probabilities:
-        return np.full(len(labels), 1.0 / len(labels))
-    merged = dict.fromkeys(labels, 0.0)
-    for label in model_labels:
-        merged[mapping.get(label, label)] += probabilities[label]
-    return np.array([merged[label] for label in labels])
-
-
-def format_evaluation(report: dict) -> str:
-    """A short text report: headline figures, per-class table, confusion matrix."""
-    lines = [
-        "clips %d  skipped %d  unreadable %d  no speech %d" % (report["n"], report["skipped"], report["failed"], report["no_speech"]),
-        "accuracy %.3f  UAR %.3f  macro-F1 %.3f  ECE %.3f" % (report["accuracy"], report["uar"], report["macro_f1"], report["ece"]),
-        "",
-        "%-10s %9s %7s %6s %8s" % ("class", "precision", "recall", "f1", "support"),
-    ]
-    for label in report["labels"]:
-        scores = report["per_class"][label]
-        lines.append("%-10s %9.3f %7.3f %6.3f %8d" % (label, scores["precision"], scores["recall"], scores["f1"], scores["support"]))
-    lines += ["", "confusion (rows true, columns predicted): " + " ".join(label[:4] for label in report["labels"])]
-    lines += ["%-10s %s" % (label, " ".join("%4d" % count for count in row)) for label, row in zip(report["labels"], report["confusion"])]
-    return "\n".join(lines)

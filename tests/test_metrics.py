@@ -97,3 +97,14 @@ def test_macro_f1_matches_sklearn_on_present_classes():
     pred_idx = np.array([0, 2, 1, 1, 0])
     expected = sk.f1_score(true_idx, pred_idx, labels=[0, 1], average="macro")
     assert metrics.macro_f1(true_idx, pred_idx, 3) == pytest.approx(expected)
+
+
+def test_undefined_scores_can_be_null():
+    # class c has no clips but is predicted once; class b has clips but is never predicted
+    report = metrics.evaluate(["a", "a", "b"], one_hot_rows([0, 2, 0]), LABELS, undefined=None)
+    assert report["per_class"]["c"] == {"precision": 0.0, "recall": None, "f1": None, "support": 0}
+    assert report["per_class"]["b"] == {"precision": None, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["uar"] == pytest.approx((0.5 + 0.0) / 2), "UAR averages over the classes with clips"
+    zero = metrics.evaluate(["a", "a", "b"], one_hot_rows([0, 2, 0]), LABELS)
+    assert zero["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert zero["per_class"]["b"]["precision"] == 0.0

@@ -158,4 +158,4 @@ def test_eval_runs_a_speaker_normalised_model(speaker_model, ravdess_manifest, t
     result = _serd("eval", str(manifest), "--model", str(speaker_model), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["n"] == 8 and report["failed"] == 0 and sum(map(sum, report["confusion"])) == 8
+    assert report["n"] == 8 and report["unreadable"] == 0 and sum(map(sum, report["confusion"])) == 8
