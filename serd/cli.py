@@ -91,9 +91,11 @@ def _add_eval(commands) -> None:
 
 def _add_monitor(commands) -> None:
     """serd monitor."""
-    monitor = commands.add_parser("monitor", help="show events as they arrive, one line each")
+    monitor = commands.add_parser("monitor", help="show events as they arrive, one line each",
+                                  description="Show events as they arrive, one line each. Says on stderr where it waits, and "
+                                              "once if no event came within a few seconds. Ctrl-C stops it (exit 2).")
     where = monitor.add_mutually_exclusive_group()
-    where.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint (default: the daemon's default ipc endpoint)")
+    where.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint, ipc://PATH or tcp://HOST:PORT (default: the daemon's default ipc endpoint)")
     where.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker to subscribe to")
     monitor.add_argument("--json", action="store_true", help="print the events' JSON unchanged")
 
@@ -181,20 +183,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    """serd monitor."""
+    """serd monitor: until Ctrl-C (exit 2, on every transport) or a closed output (exit 0)."""
+    import signal
     import threading
 
     from serd.config import default_zmq_endpoint
     from serd.monitor import run_monitor
 
-    stop = threading.Event()
-    if args.mqtt:
-        host, port = parse_host_port(args.mqtt)
-        return run_monitor(None, host, port, args.json, sys.stdout, stop)
+    stop, interrupted = threading.Event(), threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        stop.set()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        return run_monitor(args.zmq or monitor_endpoint(default_zmq_endpoint()), None, DEFAULT_MQTT_PORT, args.json, sys.stdout, stop)
-    except KeyboardInterrupt:
-        return EXIT_OK
+        if args.mqtt:
+            host, port = parse_host_port(args.mqtt)
+            run_monitor(None, host, port, args.json, sys.stdout, stop, notices=sys.stderr)
+        else:
+            endpoint = args.zmq or monitor_endpoint(default_zmq_endpoint())
+            run_monitor(endpoint, None, DEFAULT_MQTT_PORT, args.json, sys.stdout, stop, notices=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_USAGE if interrupted.is_set() else EXIT_OK
 
 
 def monitor_endpoint(default: str) -> str:

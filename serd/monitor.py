@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -22,6 +23,8 @@ from serd.publish.stdout_pub import silence_broken_stream
 log = logging.getLogger(__name__)
 
 POLL_MS = 200
+QUIET_NOTICE_S = 5.0  # after this long without an event, say that none has arrived
+TCP_SCHEME = "tcp://"
 TYPE_WIDTH = 15
 MQTT_RECONNECT_MIN_S = 1
 MQTT_RECONNECT_MAX_S = 5
@@ -74,6 +77,7 @@ class Printer:
         self._out = out
         self._stop = stop
         self._lock = threading.Lock()
+        self.events = 0  # events printed so far
 
     def payload(self, source: str, data: bytes) -> None:
         """Print one event payload (JSON bytes), or warn and skip it."""
@@ -84,6 +88,7 @@ class Printer:
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("skipped a message on %s: %s", source, _reason(exc))
             return
+        self.events += 1
         self.line(line)
 
     def line(self, text: str) -> None:
@@ -107,19 +112,72 @@ def _reason(exc: Exception) -> str:
 
 
 def run_monitor(zmq_endpoint: str | None, mqtt_host: str | None, mqtt_port: int, as_json: bool,
-                out: TextIO, stop: threading.Event, mqtt_prefix: str = DEFAULT_MQTT_PREFIX) -> int:
-    """Print events until `stop` is set (MQTT when mqtt_host is given, else ZeroMQ); returns 0."""
+                out: TextIO, stop: threading.Event, mqtt_prefix: str = DEFAULT_MQTT_PREFIX,
+                notices: TextIO | None = None, quiet_notice_s: float = QUIET_NOTICE_S) -> int:
+    """Print events until `stop` is set (MQTT when mqtt_host is given, else ZeroMQ); returns 0.
+
+    notices (the console's stderr) hears where the monitor waits and, once, that no event came
+    within quiet_notice_s. A host name that does not resolve is a ConfigError, not a silent wait."""
     printer = Printer(out, as_json, stop)
     if mqtt_host:
-        _run_mqtt(mqtt_host, mqtt_port, mqtt_prefix, printer, stop)
+        resolve_host(mqtt_host, mqtt_port, "MQTT broker %s:%d" % (mqtt_host, mqtt_port))
+        where = "MQTT broker %s:%d (topics %s/+/...)" % (mqtt_host, mqtt_port, mqtt_prefix.strip("/"))
+        patience = Patience(notices, where, quiet_notice_s)
+        _run_mqtt(mqtt_host, mqtt_port, mqtt_prefix, printer, stop, patience)
     elif zmq_endpoint:
-        _run_zmq(zmq_endpoint, printer, stop)
+        check_zmq_host(zmq_endpoint)
+        _run_zmq(zmq_endpoint, printer, stop, Patience(notices, zmq_endpoint, quiet_notice_s))
     else:
         raise ConfigError("monitor: give a ZeroMQ endpoint or an MQTT host")
     return 0
 
 
-def _run_zmq(endpoint: str, printer: Printer, stop: threading.Event) -> None:
+class Patience:
+    """Tells the console where the monitor waits, and once that nothing has arrived after quiet_s."""
+
+    def __init__(self, notices: TextIO | None, where: str, quiet_s: float) -> None:
+        self._notices = notices
+        self._where = where
+        self._quiet_s = quiet_s
+        self._deadline_s = time.monotonic() + quiet_s
+        self._said_quiet = False
+        self._say("serd monitor: waiting for events on %s (Ctrl-C to stop)" % where)
+
+    def check(self, printer: Printer) -> None:
+        """Call while waiting: after quiet_s without an event, say so (once)."""
+        if self._said_quiet or printer.events or time.monotonic() < self._deadline_s:
+            return
+        self._said_quiet = True
+        self._say("serd monitor: no events yet after %.0f s on %s; is `serd run` publishing there?" % (self._quiet_s, self._where))
+
+    def _say(self, text: str) -> None:
+        """One line on the notices stream, if there is one."""
+        if self._notices is not None:
+            self._notices.write(text + "\n")
+            self._notices.flush()
+
+
+def check_zmq_host(endpoint: str) -> None:
+    """A tcp:// endpoint needs HOST:PORT with a host that resolves; ConfigError (one line) otherwise."""
+    if not endpoint.startswith(TCP_SCHEME):
+        return
+    host, _, port = endpoint[len(TCP_SCHEME):].rpartition(":")
+    host = host.rpartition(";")[2].strip("[]")  # tcp://SOURCE;HOST:PORT, tcp://[IPv6]:PORT
+    if not host or not port.isdigit():
+        raise ConfigError("monitor: %r is not tcp://HOST:PORT" % endpoint)
+    resolve_host(host, int(port), endpoint)
+
+
+def resolve_host(host: str, port: int, what: str) -> None:
+    """Look the host name up once; a name that does not resolve is a ConfigError naming it."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError("monitor: cannot resolve host %r of %s: %s" % (host, what, reason)) from None
+
+
+def _run_zmq(endpoint: str, printer: Printer, stop: threading.Event, patience: Patience) -> None:
     """Subscribe to everything on the endpoint; ZeroMQ reconnects by itself when the daemon restarts."""
     context = zmq.Context()
     sock = context.socket(zmq.SUB)
@@ -135,6 +193,7 @@ def _run_zmq(endpoint: str, printer: Printer, stop: threading.Event) -> None:
         while not stop.is_set():
             if sock.poll(POLL_MS):
                 _zmq_message(sock.recv_multipart(zmq.NOBLOCK), endpoint, printer)
+            patience.check(printer)
     finally:
         sock.close()
         context.term()
@@ -202,7 +261,7 @@ def _is_state_event(payload: bytes) -> bool:
         return True
 
 
-def _run_mqtt(host: str, port: int, prefix: str, printer: Printer, stop: threading.Event) -> None:
+def _run_mqtt(host: str, port: int, prefix: str, printer: Printer, stop: threading.Event, patience: Patience) -> None:
     """Connect in paho's thread (retrying with backoff) and print until stopped."""
     tail = _MqttTail(prefix, printer, "%s:%d" % (host, port))
     client_id = "serd-monitor-%s" % uuid.uuid4().hex[:CLIENT_ID_SUFFIX_CHARS]
@@ -216,7 +275,7 @@ def _run_mqtt(host: str, port: int, prefix: str, printer: Printer, stop: threadi
     client.loop_start()
     try:
         while not stop.wait(POLL_MS / 1000):
-            continue
+            patience.check(printer)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -3,6 +3,9 @@
 import json
 import logging
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +16,7 @@ from serd.config import MqttConfig
 from serd.events import UNCERTAIN_LABEL, EmotionChanged, EmotionState, SpeechEnded, Status, from_dict
 from serd.monitor import confidence_bar, format_line, run_monitor
 from serd.publish import MqttPublisher, ZmqPublisher
-from tests.support_mqtt import mosquitto  # noqa: F401
+from tests.support_mqtt import free_port, mosquitto  # noqa: F401
 
 DEVICE = "lab"
 WAIT_S = 5.0
@@ -211,3 +214,95 @@ def test_mqtt_monitor_waits_for_a_broker_that_is_not_there_yet(mosquitto):
 def test_monitor_without_a_source_is_an_error():
     with pytest.raises(Exception, match="endpoint or an MQTT host"):
         run_monitor(None, None, 1883, False, Sink(), threading.Event())
+
+
+QUIET_S = 0.3
+
+
+def test_monitor_says_where_it_waits_and_once_that_nothing_came(tmp_path):
+    endpoint = "ipc://%s/events" % tmp_path
+    notices = Sink()
+    monitor = Monitor(zmq_endpoint=endpoint, notices=notices, quiet_notice_s=QUIET_S)
+    assert notices.wait_for("waiting") == "serd monitor: waiting for events on %s (Ctrl-C to stop)" % endpoint
+    quiet = notices.wait_for("no events yet")
+    assert quiet.startswith("serd monitor: no events yet after 0 s on %s" % endpoint)
+    time.sleep(4 * QUIET_S)
+    assert monitor.finish() == 0
+    assert sum("no events yet" in line for line in notices.lines) == 1
+    assert monitor.out.lines == [], "notices never go to the event output"
+
+
+def test_monitor_stays_quiet_about_silence_once_events_arrive(tmp_path):
+    endpoint = "ipc://%s/events" % tmp_path
+    notices = Sink()
+    monitor = Monitor(zmq_endpoint=endpoint, notices=notices, quiet_notice_s=1.0)
+    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100)
+    monitor.out.wait_for("speech-ended", publish=lambda: pub.publish(ended()), timeout_s=0.9)
+    time.sleep(1.5)
+    pub.close()
+    assert monitor.finish() == 0
+    assert [line for line in notices.lines if "no events" in line] == []
+
+
+def test_mqtt_monitor_says_which_broker_it_waits_on(mosquitto):
+    notices = Sink()
+    monitor = Monitor(mqtt_host=mosquitto.host, mqtt_port=mosquitto.port, notices=notices, quiet_notice_s=QUIET_S)
+    where = "MQTT broker %s:%d (topics serd/+/...)" % (mosquitto.host, mosquitto.port)
+    assert notices.wait_for("waiting") == "serd monitor: waiting for events on %s (Ctrl-C to stop)" % where
+    assert where in notices.wait_for("no events yet")
+    assert monitor.finish() == 0
+
+
+SERD = [sys.executable, "-m", "serd.cli"]
+
+
+@pytest.mark.parametrize("where", [["--zmq", "tcp://nohost.invalid:5555"], ["--mqtt", "nohost.invalid"],
+                                   ["--zmq", "tcp://nohost.invalid"], ["--zmq", "tcp://:5555"]])
+def test_monitor_unresolvable_or_malformed_host_is_a_one_line_error(where):
+    result = subprocess.run(SERD + ["monitor"] + where, capture_output=True, text=True, timeout=20, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("serd: error: monitor: ") and ("cannot resolve host 'nohost.invalid'" in line or "is not tcp://HOST:PORT" in line)
+
+
+class MonitorProcess:
+    """`serd monitor ARGS` as a user runs it, stderr in a file read with a deadline (a missing line fails, never hangs)."""
+
+    def __init__(self, tmp_path, *args):
+        self.stderr_path = tmp_path / "monitor-stderr.txt"
+        with self.stderr_path.open("w") as stderr:
+            self.process = subprocess.Popen(SERD + ["monitor", *args], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+    def wait_for(self, needle, timeout_s=WAIT_S):
+        deadline_s = time.monotonic() + timeout_s
+        while time.monotonic() < deadline_s:
+            text = self.stderr_path.read_text()
+            if needle in text:
+                return text
+            time.sleep(0.05)
+        raise AssertionError("no %r in the monitor's stderr %r" % (needle, self.stderr_path.read_text()))
+
+    def interrupt(self):
+        """SIGINT, then the exit status."""
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(10)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+
+
+def test_monitor_resolvable_tcp_host_waits(tmp_path):
+    monitor = MonitorProcess(tmp_path, "--zmq", "tcp://localhost:%d" % free_port())
+    monitor.wait_for("waiting for events on tcp://localhost:")
+    assert monitor.process.poll() is None
+    monitor.interrupt()
+
+
+@pytest.mark.parametrize("transport", ["zmq", "mqtt"])
+def test_monitor_exits_2_on_sigint_on_every_transport(transport, tmp_path, mosquitto):
+    where = ["--zmq", "ipc://%s/events" % tmp_path] if transport == "zmq" else ["--mqtt", "%s:%d" % (mosquitto.host, mosquitto.port)]
+    monitor = MonitorProcess(tmp_path, *where)
+    monitor.wait_for("waiting for events on")
+    assert monitor.interrupt() == 2
+    assert "Traceback" not in monitor.stderr_path.read_text()
