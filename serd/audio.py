@@ -9,6 +9,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,17 @@ from serd.errors import AudioError
 SAMPLE_RATE_HZ = 16000
 DECODER_FORMATS = (".flac", ".ogg", ".oga", ".opus", ".mp3")
 WAV_FORMATS = (".wav", ".wave")
+STDIN_PATH = "-"  # load_audio("-") reads a whole file (any supported format) from standard input
+STDIN_NAME = "stdin"  # what messages call it
+SNIFF_BYTES = 64  # enough of the start of a file to tell its format
+NOT_SNIFFED = "by content not WAV, FLAC, Ogg or MP3"
 INT16_FULL_SCALE = 32768.0
 INT16_MIN, INT16_MAX = -32768, 32767
+
+# formats by content: magic bytes at the start of the file
+FLAC_MAGIC, OGG_MAGIC, OPUS_HEAD, ID3_MAGIC = b"fLaC", b"OggS", b"OpusHead", b"ID3"
+MPEG_SYNC = 0xFFE0  # 11 set bits open an MPEG audio frame header
+MPEG_RESERVED_VERSION, MPEG_RESERVED_LAYER, MPEG_BAD_BITRATE, MPEG_RESERVED_RATE = 1, 0, 0xF, 3
 
 # wav headers
 WAVE_FORMAT_PCM = 0x0001
@@ -47,17 +57,24 @@ SOX_RATE = re.compile(r"^Sample Rate\s*:\s*(\d+)", re.MULTILINE)
 
 
 def load_audio(path: str | Path, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
-    """Whole file as mono int16 at sample_rate_hz; AudioError names the file and the reason."""
-    path = _checked_file(path)
-    suffix = path.suffix.lower()
-    if suffix in WAV_FORMATS:
-        samples = _decode_wav(path, sample_rate_hz)
-    elif suffix in DECODER_FORMATS:
-        samples = _decode_with_sox(path, sample_rate_hz)
+    """Whole file ("-": standard input) as mono int16 at sample_rate_hz; AudioError names the file and the reason.
+
+    The format comes from the content (RIFF/WAVE, fLaC, OggS, ID3 or an MPEG frame), the name only
+    when the content matches none of them (so that the decoder says what is wrong with the file)."""
+    if str(path) == STDIN_PATH:
+        name, data = STDIN_NAME, _read_stdin()
+        kind = sniff_format(bytes(data[:SNIFF_BYTES]))
+        if kind is None:
+            raise AudioError("%s: unsupported format (%s)" % (name, NOT_SNIFFED))
     else:
-        raise AudioError("%s: unsupported format %r (wav, flac, ogg, mp3)" % (path, suffix or "no extension"))
+        name = _checked_file(path)
+        kind, data = _file_format(name), None
+    if kind == "wav":
+        samples = _decode_wav(data if data is not None else _read_bytes(name), name, sample_rate_hz)
+    else:
+        samples = _decode_with_sox(name, kind, data, sample_rate_hz)
     if len(samples) == 0:
-        raise AudioError("%s: no audio samples" % path)
+        raise AudioError("%s: no audio samples" % name)
     return samples
 
 
@@ -69,12 +86,60 @@ def stream_audio(path: str | Path, chunk_samples: int, sample_rate_hz: int = SAM
     """
     if chunk_samples <= 0:
         raise ValueError("chunk_samples must be positive")
-    path = _checked_file(path)
-    if path.suffix.lower() in WAV_FORMATS:
-        plain = _plain_wav_data(path, sample_rate_hz)
-        if plain is not None:
-            return _read_samples(path, *plain, chunk_samples)
+    if str(path) != STDIN_PATH:
+        path = _checked_file(path)
+        if _file_format(path) == "wav":
+            plain = _plain_wav_data(path, sample_rate_hz)
+            if plain is not None:
+                return _read_samples(path, *plain, chunk_samples)
     return chunks(load_audio(path, sample_rate_hz), chunk_samples)
+
+
+def sniff_format(head: bytes) -> str | None:
+    """'wav', 'flac', 'ogg', 'opus' or 'mp3' from the first bytes of a file; None for anything else."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == FLAC_MAGIC:
+        return "flac"
+    if head[:4] == OGG_MAGIC:
+        return "opus" if OPUS_HEAD in head[:SNIFF_BYTES] else "ogg"
+    if head[:3] == ID3_MAGIC or _mpeg_frame(head):
+        return "mp3"
+    return None
+
+
+def _mpeg_frame(head: bytes) -> bool:
+    """An MPEG audio frame header: the sync, then a version, layer, bitrate and sample rate that exist."""
+    if len(head) < 3 or (head[0] << 8 | head[1]) & MPEG_SYNC != MPEG_SYNC:
+        return False
+    version, layer = (head[1] >> 3) & 3, (head[1] >> 1) & 3
+    bitrate, rate = head[2] >> 4, (head[2] >> 2) & 3
+    return version != MPEG_RESERVED_VERSION and layer != MPEG_RESERVED_LAYER and bitrate != MPEG_BAD_BITRATE and rate != MPEG_RESERVED_RATE
+
+
+def _file_format(path: Path) -> str | None:
+    """The file's format by content, else by a known extension (None: sox goes by the extension)."""
+    try:
+        with path.open("rb") as file:
+            kind = sniff_format(file.read(SNIFF_BYTES))
+    except OSError as exc:
+        raise AudioError("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+    suffix = path.suffix.lower()
+    if kind is None and suffix in WAV_FORMATS:
+        return "wav"
+    if kind is None and suffix not in DECODER_FORMATS:
+        raise AudioError("%s: unsupported format %r (%s)" % (path, suffix or "no extension", NOT_SNIFFED))
+    return kind
+
+
+def _read_stdin() -> bytearray:
+    """All of standard input; AudioError for a terminal or nothing."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise AudioError("%s: is a terminal; pipe a file in (serd analyze - < clip.wav)" % STDIN_NAME)
+    data = bytearray(sys.stdin.buffer.read())
+    if not data:
+        raise AudioError("%s: empty input" % STDIN_NAME)
+    return data
 
 
 def chunks(samples: np.ndarray, chunk_samples: int) -> Iterator[np.ndarray]:
@@ -153,30 +218,34 @@ def _read_samples(path: Path, offset: int, samples: int, chunk_samples: int) -> 
             yield np.frombuffer(raw, dtype="<i2").astype(np.int16, copy=False)
 
 
-def _decode_wav(path: Path, sample_rate_hz: int) -> np.ndarray:
-    """PCM wav (8/16/24/32-bit, any channels, any rate) natively; float wav through sox."""
+def _read_bytes(path: Path) -> bytearray:
+    """A whole file."""
     try:
-        data = bytearray(path.read_bytes())
+        return bytearray(path.read_bytes())
     except OSError as exc:
         raise AudioError("%s: cannot read: %s" % (path, exc.strerror or exc)) from None
+
+
+def _decode_wav(data: bytearray, name: Path | str, sample_rate_hz: int) -> np.ndarray:
+    """PCM wav bytes (8/16/24/32-bit, any channels, any rate) natively, float wav through sox; name is for messages."""
     if not _integer_pcm(data):
-        return _decode_with_sox(path, sample_rate_hz)
+        return _decode_with_sox(name, "wav", data, sample_rate_hz)
     try:
         with wave.open(io.BytesIO(data)) as reader:
             channels, width, rate_hz, declared = reader.getparams()[:4]
             raw = reader.readframes(declared)
     except (wave.Error, EOFError) as exc:
-        raise AudioError("%s: not a valid WAV file: %s" % (path, str(exc) or "truncated header")) from None
+        raise AudioError("%s: not a valid WAV file: %s" % (name, str(exc) or "truncated header")) from None
     frame_bytes = channels * width
     if len(raw) < declared * frame_bytes and declared * frame_bytes < STREAMING_DATA_SIZE:
-        raise AudioError("%s: truncated: header says %d frames, file holds %d" % (path, declared, len(raw) // frame_bytes))
+        raise AudioError("%s: truncated: header says %d frames, file holds %d" % (name, declared, len(raw) // frame_bytes))
     if width == 2 and channels == 1 and rate_hz == sample_rate_hz:
         return np.frombuffer(raw, dtype="<i2", count=len(raw) // frame_bytes).astype(np.int16)  # already what serd runs on
     try:
         audio = _pcm_to_float(raw[: len(raw) // frame_bytes * frame_bytes], width)
         return _mono_at_rate(audio.reshape(-1, channels), rate_hz, sample_rate_hz)
     except ValueError as exc:
-        raise AudioError("%s: not a valid WAV file: %s" % (path, exc)) from None
+        raise AudioError("%s: not a valid WAV file: %s" % (name, exc)) from None
 
 
 def _integer_pcm(data: bytearray) -> bool:
@@ -246,30 +315,33 @@ def _mono_at_rate(frames: np.ndarray, rate_hz: int, sample_rate_hz: int) -> np.n
 # --- sox --------------------------------------------------------------------------------------
 
 
-def _decode_with_sox(path: Path, sample_rate_hz: int) -> np.ndarray:
-    """Decode any sox-readable file to raw s16le mono at the target rate; detect truncation."""
+def _decode_with_sox(name: Path | str, kind: str | None, data: bytearray | None, sample_rate_hz: int) -> np.ndarray:
+    """Decode the file called name (or data, when given) of format kind (None: sox goes by the extension)
+    to raw s16le mono at the target rate; detect truncation."""
     sox = shutil.which("sox")
     if sox is None:
-        raise AudioError("%s: decoding needs the sox program (apt install sox libsox-fmt-all)" % path)
-    command = [sox, "-V3", str(path), "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-c", "1", "-r", str(sample_rate_hz), "-"]
-    result = subprocess.run(command, capture_output=True, check=False)
+        raise AudioError("%s: decoding needs the sox program (apt install sox libsox-fmt-all)" % name)
+    source = ["-t", kind] if kind else []
+    source.append("-" if data is not None else str(name))
+    command = [sox, "-V3", *source, "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-c", "1", "-r", str(sample_rate_hz), "-"]
+    result = subprocess.run(command, input=None if data is None else bytes(data), capture_output=True, check=False)
     report = result.stderr.decode("utf-8", "replace")
     failures = [line for line in report.splitlines() if " FAIL " in line]
     if result.returncode != 0 or failures:
-        raise AudioError("%s: %s" % (path, _sox_failure(failures[-1] if failures else "", path.suffix)))
+        raise AudioError("%s: %s" % (name, _sox_failure(failures[-1] if failures else "", kind or Path(name).suffix)))
     samples = np.frombuffer(result.stdout, dtype="<i2").astype(np.int16)
     expected = _declared_samples(report, sample_rate_hz)
     if expected and len(samples) < expected - TRUNCATION_SLACK_S * sample_rate_hz:
         held_s, declared_s = len(samples) / sample_rate_hz, expected / sample_rate_hz
-        raise AudioError("%s: truncated: header says %.2f s, file holds %.2f s" % (path, declared_s, held_s))
+        raise AudioError("%s: truncated: header says %.2f s, file holds %.2f s" % (name, declared_s, held_s))
     return samples
 
 
-def _sox_failure(line: str, suffix: str) -> str:
-    """One-line reason from a sox FAIL line, without sox's own prefix and file name."""
+def _sox_failure(line: str, kind: str) -> str:
+    """One-line reason from a sox FAIL line, without sox's own prefix and file name; kind: 'mp3' or '.mp3'."""
     detail = SOX_QUOTED_NAME.split(line)[-1].strip() or "decoder failed"
     if "can't open input file" in line:
-        return "not a readable %s file: %s" % (suffix.lstrip(".").upper(), detail)
+        return "not a readable %s file: %s" % (kind.lstrip(".").upper(), detail)
     return "corrupt or truncated: %s" % detail
 
 

@@ -70,7 +70,7 @@ def _add_run(commands) -> None:
 def _add_analyze(commands) -> None:
     """serd analyze."""
     analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)")
-    analyze.add_argument("files", nargs="+", metavar="FILE")
+    analyze.add_argument("files", nargs="+", metavar="FILE", help="audio file, its format told by its content; - reads one from standard input")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence (below it: uncertain)")
@@ -168,9 +168,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """serd analyze."""
+    from serd.audio import STDIN_PATH
     from serd.report import analyze_files
 
-    return analyze_files(args.files, args.model, args.config, args.json, args.jobs, sys.stdout)
+    if args.files.count(STDIN_PATH) > 1:
+        raise SerdError("- (standard input) can be analysed once")
+    jobs = 1 if STDIN_PATH in args.files else args.jobs  # standard input is this process's, not a worker's
+    return analyze_files(args.files, args.model, args.config, args.json, jobs, sys.stdout)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import sys
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from serd.audio import StreamResampler, chunks, load_audio, resample, stream_audio
+from serd.audio import StreamResampler, chunks, load_audio, resample, sniff_format, stream_audio
 from serd.errors import AudioError
 
 SAMPLE_RATE_HZ = 16000
@@ -312,3 +313,68 @@ def test_chunks_cover_the_signal():
     assert np.array_equal(np.concatenate(parts), audio)
     with pytest.raises(ValueError):
         list(chunks(audio, 0))
+
+
+SNIFFED = [
+    (b"RIFF\x24\x00\x00\x00WAVEfmt ", "wav"),
+    (b"fLaC\x00\x00\x00\x22", "flac"),
+    (b"OggS\x00\x02" + bytes(22) + b"\x01vorbis", "ogg"),
+    (b"OggS\x00\x02" + bytes(22) + b"OpusHead", "opus"),
+    (b"ID3\x04\x00\x00\x00\x00\x00\x00", "mp3"),
+    (b"\xff\xfb\x90\x64", "mp3"),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+    (b"\xff\xf1\x50\x80", None),  # AAC ADTS: the sync, but layer 0
+    (b"\xff\xd8\xff\xe0", None),  # JPEG
+    (b"RIFF\x24\x00\x00\x00AVI ", None),
+    (b"hello\n", None),
+]
+
+
+@pytest.mark.parametrize("head, kind", SNIFFED, ids=[str(kind) + ":" + head[:4].hex() for head, kind in SNIFFED])
+def test_sniff_format_goes_by_the_magic_bytes(head, kind):
+    assert sniff_format(head) == kind
+
+
+ENCODER_ARGS = {"wav": [], "flac": [], "ogg": [], "mp3": ["-C", "128"]}
+
+
+@pytest.mark.parametrize("kind", ENCODER_ARGS)
+def test_format_is_sniffed_from_the_content_not_the_name(tmp_path, reference, kind):
+    source = write_wav(tmp_path / "tones.wav", reference, SAMPLE_RATE_HZ, 2)
+    named = tmp_path / ("named." + kind)
+    sox(str(source), *ENCODER_ARGS[kind], str(named))
+    expected = load_audio(named)
+    for disguise in ("tones", "tones.dat", "tones.mp3" if kind == "wav" else "tones.wav"):
+        copy = tmp_path / "renamed" / disguise
+        copy.parent.mkdir(exist_ok=True)
+        copy.write_bytes(named.read_bytes())
+        assert np.array_equal(load_audio(copy), expected), disguise
+        assert np.array_equal(np.concatenate(list(stream_audio(copy, 480))), expected), disguise
+
+
+def test_wav_without_an_extension_streams_from_disk(tmp_path, reference):
+    path = write_wav(tmp_path / "recording", reference, SAMPLE_RATE_HZ, 2)
+    first = next(stream_audio(path, 480))
+    assert len(first) == 480 and np.array_equal(first, load_audio(path)[:480])
+
+
+def read_stdin(data: bytes) -> subprocess.CompletedProcess:
+    """load_audio("-") in a fresh process fed data; its samples on stdout."""
+    code = "import sys; from serd.audio import load_audio; sys.stdout.buffer.write(load_audio('-').tobytes())"
+    return subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("kind", ["wav", "flac"])
+def test_stdin_reads_a_whole_file_of_any_format(tmp_path, reference, kind):
+    source = write_wav(tmp_path / "source.wav", reference, SAMPLE_RATE_HZ, 2)
+    named = tmp_path / ("tones." + kind)
+    sox(str(source), str(named))
+    result = read_stdin(named.read_bytes())
+    assert result.returncode == 0, result.stderr.decode()
+    assert np.array_equal(np.frombuffer(result.stdout, dtype=np.int16), load_audio(named))
+
+
+@pytest.mark.parametrize("data, reason", [(b"", "stdin: empty input"), (b"hello\n" * 20, "stdin: unsupported format (by content not WAV")])
+def test_bad_stdin_is_one_clear_line(data, reason):
+    result = read_stdin(data)
+    message = result.stderr.decode().strip().splitlines()[-1]
+    assert result.returncode != 0 and reason in message

@@ -146,6 +146,37 @@ def test_analyze_jobs_gives_the_same_answer(clips):
     assert parallel.stdout == single.stdout
 
 
+def analyses(result) -> list[dict]:
+    """The JSON lines of `serd analyze --json`, without their file names."""
+    assert result.returncode == 0, result.stderr.decode()
+    return [{key: value for key, value in json.loads(line).items() if key != "file"} for line in result.stdout.decode().splitlines()]
+
+
+def test_analyze_wav_without_an_extension_goes_by_its_content(tmp_path, clips):
+    wav = tmp_path / "recording"
+    subprocess.run(["sox", "-V1", str(clips[0]), "-t", "wav", str(wav)], check=True)
+    assert analyses(serd("analyze", "--json", wav)) == analyses(serd("analyze", "--json", clips[0]))
+
+
+def test_analyze_dash_reads_standard_input(clips):
+    from_stdin = serd("analyze", "--json", "-", stdin=clips[0].read_bytes())
+    assert json.loads(from_stdin.stdout.decode())["file"] == "-"
+    assert analyses(from_stdin) == analyses(serd("analyze", "--json", clips[0]))
+
+
+def test_analyze_dash_among_files_with_jobs(clips):
+    mixed = serd("analyze", "--json", "--jobs", "2", clips[0], "-", clips[2], stdin=clips[1].read_bytes())
+    assert analyses(mixed) == analyses(serd("analyze", "--json", *clips))
+
+
+@pytest.mark.parametrize("args, stdin, reason", [(["-", "-"], b"", "- (standard input) can be analysed once"),
+                                                 (["-"], b"", "stdin: empty input")])
+def test_analyze_dash_refusals_are_one_line(args, stdin, reason):
+    result = serd("analyze", *args, stdin=stdin)
+    assert result.returncode == 1
+    assert result.stderr.decode() == "serd: error: %s\n" % reason
+
+
 def write_manifest(path: Path, rows):
     lines = ["path\tspeaker\temotion\tduration_s"] + ["%s\t%s\t%s\t%.3f" % row for row in rows]
     path.write_text("\n".join(lines) + "\n")
