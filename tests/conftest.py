@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from serd.model import load_model
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("SERD_SHARED_DIR", PROJECT_DIR.parent / "shared"))
 RAVDESS_MANIFEST = SHARED_DIR / "corpora" / "ravdess" / "MANIFEST.tsv"
@@ -22,3 +24,9 @@ def ravdess_manifest() -> Path:
 def ravdess_clip(ravdess_manifest) -> Path:
     """One angry RAVDESS clip (actor 01)."""
     return ravdess_manifest.parent / "Actor_01" / "03-01-05-02-01-01-01.flac"
+
+
+@pytest.fixture(scope="session")
+def labels() -> tuple[str, ...]:
+    """The shipped model's labels."""
+    return load_model().labels

@@ -1,30 +1,15 @@
 """The command line on real files: analyze, eval, run on a file and on stdin, bad input."""
 
 import json
-import os
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from serd.events import UNCERTAIN_LABEL
 from serd.bar import confidence_bar
-from serd.model import load_model
+from serd.events import UNCERTAIN_LABEL
+from tests.support_cli import serd, write_manifest
 
-SERD = [sys.executable, "-m", "serd.cli"]
 CLIP_NAMES = ("03-01-05-02-01-01-01.flac", "03-01-03-02-01-01-01.flac", "03-01-04-02-02-01-01.flac")
-
-
-def serd(*args, stdin=None, timeout_s=120):
-    """Run serd as a user would; return the completed process (text)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    return subprocess.run(SERD + [str(a) for a in args], input=stdin, capture_output=True, timeout=timeout_s, env=env, check=False)
-
-
-@pytest.fixture(scope="module")
-def labels():
-    return load_model().labels
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +160,6 @@ def test_analyze_dash_refusals_are_one_line(args, stdin, reason):
     result = serd("analyze", *args, stdin=stdin)
     assert result.returncode == 1
     assert result.stderr.decode() == "serd: error: %s\n" % reason
-
-
-def write_manifest(path: Path, rows):
-    lines = ["path\tspeaker\temotion\tduration_s"] + ["%s\t%s\t%s\t%.3f" % row for row in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def test_eval_json_on_a_small_manifest(tmp_path, ravdess_manifest, labels):

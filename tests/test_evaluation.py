@@ -1,10 +1,8 @@
 """serd eval on real clips: --classes, null scores for classes without clips, no-speech clips, coverage, training-data warning."""
 
+import functools
 import json
-import os
 import shutil
-import subprocess
-import sys
 import wave
 from pathlib import Path
 
@@ -13,22 +11,10 @@ import pytest
 
 from serd.evaluation import _lies_in
 from serd.model import load_model
+from tests.support_cli import serd as run_serd, write_manifest
 
-SERD = [sys.executable, "-m", "serd.cli"]
 SAMPLE_RATE_HZ = 16000
-
-
-def serd(*args, timeout_s=180):
-    """Run serd as a user would; return the completed process (text)."""
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    return subprocess.run(SERD + [str(a) for a in args], capture_output=True, text=True, timeout=timeout_s, env=env, check=False)
-
-
-def write_manifest(path: Path, rows) -> Path:
-    """A MANIFEST.tsv of (clip path, speaker, emotion) rows."""
-    lines = ["path\tspeaker\temotion\tduration_s"] + ["%s\t%s\t%s\t3.5" % row for row in rows]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+serd = functools.partial(run_serd, text=True)
 
 
 def silent_wav(path: Path) -> Path:
@@ -39,11 +25,6 @@ def silent_wav(path: Path) -> Path:
         handle.setframerate(SAMPLE_RATE_HZ)
         handle.writeframes(b"\0\0" * SAMPLE_RATE_HZ)
     return path
-
-
-@pytest.fixture(scope="module")
-def labels():
-    return load_model().labels
 
 
 @pytest.fixture(scope="module")

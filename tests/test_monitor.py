@@ -5,7 +5,6 @@ import logging
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
@@ -16,6 +15,7 @@ from serd.config import MqttConfig
 from serd.events import UNCERTAIN_LABEL, EmotionChanged, EmotionState, SpeechEnded, Status, from_dict
 from serd.monitor import confidence_bar, format_line, run_monitor
 from serd.publish import MqttPublisher, ZmqPublisher
+from tests.support_cli import SERD
 from tests.support_mqtt import free_port, mosquitto  # noqa: F401
 
 DEVICE = "lab"
@@ -251,9 +251,6 @@ def test_mqtt_monitor_says_which_broker_it_waits_on(mosquitto):
     assert notices.wait_for("waiting") == "serd monitor: waiting for events on %s (Ctrl-C to stop)" % where
     assert where in notices.wait_for("no events yet")
     assert monitor.finish() == 0
-
-
-SERD = [sys.executable, "-m", "serd.cli"]
 
 
 @pytest.mark.parametrize("where", [["--zmq", "tcp://nohost.invalid:5555"], ["--mqtt", "nohost.invalid"],
