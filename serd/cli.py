@@ -69,7 +69,10 @@ def _add_run(commands) -> None:
 
 def _add_analyze(commands) -> None:
     """serd analyze."""
-    analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)")
+    analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)",
+                                  description="Speech segments and emotions of audio files: per file a table of segments (start, end, "
+                                              "label, confidence and bar, windows) and an overall row; 'uncertain' where the top "
+                                              "probability is below [smoothing] min_confidence, 'no speech' where the VAD heard none.")
     analyze.add_argument("files", nargs="+", metavar="FILE", help="audio file, its format told by its content; - reads one from standard input")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
@@ -79,7 +82,12 @@ def _add_analyze(commands) -> None:
 
 def _add_eval(commands) -> None:
     """serd eval."""
-    evaluate = commands.add_parser("eval", help="accuracy on labelled speech (MANIFEST.tsv: path speaker emotion duration_s)")
+    evaluate = commands.add_parser("eval", help="accuracy on labelled speech (MANIFEST.tsv: path speaker emotion duration_s)",
+                                   description="Accuracy of the runtime path on labelled speech: accuracy, UAR, macro-F1, ECE, "
+                                               "per-class scores ('-' / null where a class has no clips), the confusion matrix, "
+                                               "and coverage (share of clips with speech not uncertain) with UAR on the covered "
+                                               "clips. Clips without speech are counted, never predicted. A warning says when the clips "
+                                               "lie in the corpora that trained the model.")
     evaluate.add_argument("manifests", nargs="+", metavar="MANIFEST")
     evaluate.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     evaluate.add_argument("--merge", action="append", default=[], metavar="A=B", help="fold class A into B on both sides (repeatable)")
