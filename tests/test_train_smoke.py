@@ -61,7 +61,7 @@ def trained(ravdess_manifest, tmp_path_factory):
     manifest = small_corpus(ravdess_manifest, root)
     env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
     out = root / "model"
-    run([sys.executable, "-m", "tools.train", "--manifest", str(manifest), "--out", str(out), "--epochs", "2",
+    run([sys.executable, "-m", "tools.train", "--recipe", "ravdess8", "--manifest", str(manifest), "--out", str(out), "--epochs", "2",
          "--aug-copies", "1", "--workers", "1"], env)
     return manifest, out, env
 

@@ -1,16 +1,21 @@
-"""Augmentation: audio (noise at a controlled SNR, gain, time shift, speed) and SpecAugment masks."""
+"""Augmentation: audio (noise at a controlled SNR, gain, time shift, speed, room reverberation, telephone
+band) and SpecAugment masks."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import resample_poly
+from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
 
 INT16_MAX = 32767
 INT16_MIN = -32768
 SPEED_DENOMINATOR = 20  # speed factors are applied as resample_poly(x, 20, round(20 * factor))
 NOISE_COLOURS = ("white", "pink", "brown")
+SAMPLE_RATE_HZ = 16000
+TELEPHONE_RATE_HZ = 8000  # narrow-band telephony: 8 kHz sampling, nothing above 4 kHz
+TELEPHONE_LOW_HZ = 300.0  # and little below 300 Hz
+RIR_DIRECT_GAIN = 1.0  # the direct path, against a diffuse tail of unit energy at its start
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,11 @@ class AudioAugment:
     gain_db_max: float = 6.0
     shift_ms_max: float = 250.0
     speeds: tuple[float, ...] = (0.9, 1.0, 1.1)
+    reverb_prob: float = 0.0  # share of copies convolved with a synthetic room impulse response
+    rt60_s_min: float = 0.2
+    rt60_s_max: float = 0.8
+    telephone_prob: float = 0.0  # share of copies band-limited to telephone bandwidth (8 kHz and back)
+    gain_db: float = 0.0  # fixed gain added to the random one; int16 clipping follows, so +20 dB clips loud speech
 
 
 @dataclass(frozen=True)
@@ -36,17 +46,48 @@ class SpecAugment:
 
 
 def apply(samples: np.ndarray, aug: AudioAugment, rng: np.random.Generator) -> np.ndarray:
-    """One augmented int16 copy of samples: speed, shift, noise, gain in that order."""
+    """One augmented int16 copy of samples: speed, shift, reverberation, noise, telephone band, gain in that order."""
     audio = samples.astype(np.float64)
     if aug.speeds:
         audio = change_speed(audio, float(rng.choice(aug.speeds)))
     if aug.shift_ms_max > 0:
         audio = shift(audio, int(rng.uniform(0, aug.shift_ms_max) * 16), rng)
+    if aug.reverb_prob > 0 and rng.random() < aug.reverb_prob:
+        audio = reverberate(audio, rng.uniform(aug.rt60_s_min, aug.rt60_s_max), rng)
     if rng.random() < aug.noise_prob:
         audio = add_noise(audio, rng.uniform(aug.snr_db_min, aug.snr_db_max), rng)
-    if aug.gain_db_max > 0:
-        audio = audio * 10.0 ** (rng.uniform(-aug.gain_db_max, aug.gain_db_max) / 20.0)
+    if aug.telephone_prob > 0 and rng.random() < aug.telephone_prob:
+        audio = telephone_band(audio)
+    gain_db = aug.gain_db + (rng.uniform(-aug.gain_db_max, aug.gain_db_max) if aug.gain_db_max > 0 else 0.0)
+    if gain_db:
+        audio = audio * 10.0 ** (gain_db / 20.0)
     return np.clip(np.round(audio), INT16_MIN, INT16_MAX).astype(np.int16)
+
+
+def room_impulse_response(rt60_s: float, rng: np.random.Generator, sample_rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
+    """A synthetic room impulse response (the statistical model of reverberation): a direct path, then Gaussian
+    noise whose energy decays by 60 dB in rt60_s, first reflections after 2-10 ms; unit peak."""
+    length = int(rt60_s * sample_rate_hz)
+    delay = int(rng.uniform(0.002, 0.010) * sample_rate_hz)
+    t_s = np.arange(length) / sample_rate_hz
+    tail = rng.standard_normal(length) * 10.0 ** (-3.0 * t_s / rt60_s)  # amplitude -60 dB at rt60_s
+    tail[:delay] = 0.0
+    response = tail / np.sqrt(sample_rate_hz * rt60_s / 13.8)  # diffuse energy comparable to the direct path
+    response[0] = RIR_DIRECT_GAIN
+    return response / np.max(np.abs(response))
+
+
+def reverberate(audio: np.ndarray, rt60_s: float, rng: np.random.Generator) -> np.ndarray:
+    """audio heard in a room of reverberation time rt60_s (same length, same speech power)."""
+    wet = fftconvolve(audio, room_impulse_response(rt60_s, rng))[: len(audio)]
+    return wet * np.sqrt(_speech_power(audio) / _speech_power(wet))
+
+
+def telephone_band(audio: np.ndarray) -> np.ndarray:
+    """audio as a narrow-band telephone line carries it: 300 Hz high-pass, 8 kHz sampling, resampled back to 16 kHz."""
+    high_pass = butter(4, TELEPHONE_LOW_HZ, btype="highpass", fs=SAMPLE_RATE_HZ, output="sos")
+    down = resample_poly(sosfilt(high_pass, audio), TELEPHONE_RATE_HZ, SAMPLE_RATE_HZ)
+    return resample_poly(down, SAMPLE_RATE_HZ, TELEPHONE_RATE_HZ)[: len(audio)]
 
 
 def change_speed(audio: np.ndarray, factor: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from tools.data import WindowSet
 log = logging.getLogger(__name__)
 
 N_LABELS = 8
+MASKED_LOGIT = 1e4  # subtracted from the logits of classes a clip's corpus lacks
 TF_THREADS = 1
 
 
@@ -194,10 +195,63 @@ def _record(history: dict, fit_history: dict, extra: dict) -> None:
         history.setdefault(key, []).append(float(values[-1]))
 
 
+def masked_loss(tf, n_labels: int):
+    """Targets are [one-hot | class mask]: cross-entropy over the classes the clip's corpus has, so a class
+    its corpus lacks is neither taught as right nor as wrong."""
+    def loss(targets, logits):
+        mask = targets[:, n_labels:]
+        return tf.nn.softmax_cross_entropy_with_logits(targets[:, :n_labels], logits + (mask - 1.0) * MASKED_LOGIT)
+
+    return loss
+
+
+def drawn_windows(versions: list[WindowSet], drawn: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Window indices (into each version) of the drawn clips in their chosen versions; returns (windows, clip of each)."""
+    parts, owners = [], []
+    for k, version in enumerate(versions):
+        clips_here = drawn[chosen == k]
+        starts = np.searchsorted(version.clip_index, clips_here, side="left")
+        ends = np.searchsorted(version.clip_index, clips_here, side="right")
+        index = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(clips_here) else np.zeros(0, np.int64)
+        parts.append(version.windows[index.astype(np.int64)])
+        owners.append(np.repeat(np.arange(len(drawn))[chosen == k], ends - starts))
+    return np.concatenate(parts), np.concatenate(owners)
+
+
+def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray, draw_p: np.ndarray,
+                settings: TrainSettings, draws_per_epoch: int) -> tuple:
+    """Train on clips drawn (with replacement) by draw_p, each in a random version, every clip's windows counted
+    once; the loss runs over the classes of the clip's corpus (class_mask). Returns (model, history dict)."""
+    tf = tf_setup(settings.seed)
+    n_labels = class_mask.shape[1]
+    frames, n_features = versions[0].windows.shape[1:3]
+    model = build_model(frames, n_features, settings, n_labels)
+    windows_per_draw = len(versions[0].windows) / max(1, len(clip_labels))
+    steps = settings.epochs * int(np.ceil(draws_per_epoch * windows_per_draw / settings.batch_size))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=masked_loss(tf, n_labels),
+                  weighted_metrics=[hard_accuracy(tf, n_labels)])
+    rng = np.random.default_rng(settings.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(settings.epochs):
+        drawn = rng.choice(len(clip_labels), size=draws_per_epoch, p=draw_p)
+        windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
+        if settings.spec_augment:
+            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
+        clip = drawn[owner]
+        targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
+        fit = model.fit(windows[..., None], targets, sample_weight=(weights / weights.mean()).astype(np.float32),
+                        batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        _record(history, fit.history, {})
+        log.info("epoch %d/%d loss %.3f", epoch + 1, settings.epochs, fit.history["loss"][-1])
+    return model, history
+
+
 def predict_logits(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Float logits for (n, frames, bands) windows."""
     if len(windows) == 0:
-        return np.zeros((0, N_LABELS), dtype=np.float32)
+        return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
     return np.asarray(model.predict(windows[..., None], batch_size=batch_size, verbose=0), dtype=np.float32)
 
 

@@ -1,4 +1,5 @@
-"""Train serd's emotion model: `python -m tools.train --out models` (final) or `--cv` (the CV study)."""
+"""Train serd's emotion model: `python -m tools.train --out models` trains the shipped multi-corpus recipe on every
+shared corpus (tools.multicorpus); `--recipe ravdess8` the earlier 8-class RAVDESS-only model, `--cv` its CV study."""
 
 from __future__ import annotations
 
@@ -23,12 +24,18 @@ FINAL_VARIANT = "sep80x5"  # the CV variant whose settings the shipped model is 
 FINAL_HEAD = "embedding"  # the shipped network ends at its pooled embedding, read by a speaker-centred head (tools.centred_head)
 HEAD_FILE = "%s.head.npz" % MODEL_NAME
 CV_RESULTS = "cv_results.json"
+DEFAULT_RECIPE = "multi7"
+RAVDESS_RECIPE = "ravdess8"  # the 8-class RAVDESS-only model of releases 1.x (tools.cv study, speaker-centred head)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__)
-    parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
+    parser.add_argument("--manifest", action="append", type=Path,
+                        help="MANIFEST.tsv (repeatable); default: every corpus in ../shared/corpora (ravdess8: RAVDESS)")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE,
+                        help="multi-corpus recipe of tools/recipes.py (default %(default)s), or " + RAVDESS_RECIPE)
+    parser.add_argument("--loco-results", type=Path, help="LOCO results JSON for the card (default: OUT/loco_results.json)")
     parser.add_argument("--out", type=Path, default=data.REPO_DIR / "models", help="output folder")
     parser.add_argument("--cv", action="store_true", help="run the speaker-grouped CV study instead")
     parser.add_argument("--variants", default="", help="CV: comma-separated variant names (default: the study in the model card)")
@@ -39,6 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baselines-only", action="store_true", help="CV: run only --baselines / --teacher, no student variant")
     parser.add_argument("--no-whisper", action="store_true", help="do not write the opt-in whisper backend (serd-whisper.*)")
     parser.add_argument("--epochs", type=int, help="override the number of epochs")
+    parser.add_argument("--draws-per-epoch", type=int, help="multi-corpus recipes: override the clips drawn per epoch")
     parser.add_argument("--aug-copies", type=int, help="override the augmented copies per clip")
     parser.add_argument("--no-spec-augment", action="store_true", help="train without SpecAugment")
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="use only this many clips per speaker (smoke runs)")
@@ -309,6 +317,16 @@ def main(argv: list[str] | None = None) -> int:
         from tools import cv
 
         cv.run_study(args)
+        return 0
+    if args.recipe != RAVDESS_RECIPE and not args.card_only:
+        from tools import multicorpus, recipes
+
+        try:
+            recipes.recipe(args.recipe)
+        except ValueError as exc:
+            print("tools.train: error: %s" % exc, file=sys.stderr)
+            return 2
+        log.info("model written to %s", multicorpus.train_final(args))
         return 0
     path = refresh_card(args) if args.card_only else train_final(args)
     log.info("model written to %s", path)

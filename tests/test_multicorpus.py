@@ -1,0 +1,162 @@
+"""Training on many corpora: shared labels, class masks, balanced draws, room augmentation, and the LOCO study and
+final model end to end on two tiny corpora cut from the shared ones."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED_DIR
+from tests.support_cli import serd, write_manifest
+from tools import augment, corpora, data
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SEVEN = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+
+
+def clip(corpus: str, speaker: str, emotion: str) -> data.Clip:
+    return data.Clip("/x/%s/%s/%s.flac" % (corpus, speaker, emotion), "%s:%s" % (corpus, speaker), emotion, 2.0)
+
+
+def test_calm_is_read_as_neutral_and_speakers_are_keyed_by_corpus(tmp_path):
+    folder = tmp_path / "mycorpus"
+    folder.mkdir()
+    manifest = write_manifest(folder / "MANIFEST.tsv", [("a.flac", "7", "calm"), ("b.flac", "7", "boredom"), ("c.flac", "8", "sad")])
+    clips = corpora.read_clips([manifest])
+    assert [(c.speaker, c.emotion) for c in clips] == [("mycorpus:7", "neutral"), ("mycorpus:8", "sad")]
+
+
+def test_every_corpus_gets_equal_draw_mass_and_within_it_every_speaker_and_class():
+    clips = ([clip("big", "s%d" % i, e) for i in range(10) for e in ("happy", "sad") for _ in range(20)]
+             + [clip("small", "t", "happy"), clip("small", "t", "sad"), clip("small", "t", "sad")])
+    p = corpora.draw_probabilities(clips)
+    corpus = np.array([corpora.corpus_of(c) for c in clips])
+    assert p.sum() == pytest.approx(1.0)
+    assert p[corpus == "big"].sum() == pytest.approx(0.5) and p[corpus == "small"].sum() == pytest.approx(0.5)
+    small = [i for i, c in enumerate(clips) if c.speaker == "small:t"]
+    assert p[small[0]] == pytest.approx(0.25) and p[small[1]] == pytest.approx(0.125)
+
+
+def test_class_masks_mark_only_the_classes_of_the_clips_corpus():
+    clips = [clip("a", "1", "happy"), clip("a", "1", "fearful"), clip("b", "1", "happy"), clip("b", "2", "sad")]
+    masks = corpora.class_masks(clips)
+    assert masks.shape == (4, len(corpora.LABELS))
+    assert [corpora.LABELS[i] for i in np.flatnonzero(masks[0])] == ["happy", "fearful"]
+    assert [corpora.LABELS[i] for i in np.flatnonzero(masks[3])] == ["happy", "sad"]
+    assert corpora.corpus_classes(clips) == {"a": ("happy", "fearful"), "b": ("happy", "sad")}
+
+
+def test_masked_loss_neither_rewards_nor_punishes_a_class_the_corpus_lacks():
+    from tools import model
+
+    tf = model.tf_setup(0)
+    loss = model.masked_loss(tf, 3)
+    target = np.array([[1, 0, 0, 1, 1, 0]], dtype=np.float32)  # true class 0; the corpus has classes 0 and 1
+    plain = float(loss(target, np.array([[2.0, 1.0, 0.0]], dtype=np.float32))[0])
+    absent_high = float(loss(target, np.array([[2.0, 1.0, 9.0]], dtype=np.float32))[0])
+    assert absent_high == pytest.approx(plain, abs=1e-5)
+    assert plain == pytest.approx(np.log1p(np.exp(-1.0)), abs=1e-5)  # cross-entropy over the two present classes
+
+
+def test_drawn_windows_are_those_of_the_drawn_clips_in_their_versions():
+    from tools import model
+
+    clean = data.WindowSet(np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32), np.array([0, 0, 1, 2, 2]))
+    noisy = data.WindowSet(clean.windows + 100, np.array([0, 1, 1, 2, 2]))
+    windows, owner = model.drawn_windows([clean, noisy], np.array([2, 0, 1]), np.array([0, 1, 1]))
+    assert sorted(windows[:, 0, 0].tolist()) == [3.0, 4.0, 100.0, 101.0, 102.0]
+    assert owner.tolist() == [0, 0, 1, 2, 2]
+
+
+def test_reverberation_keeps_length_and_speech_power_and_smears_in_time():
+    rng = np.random.default_rng(0)
+    click = np.zeros(16000)
+    click[1000] = 10000.0
+    wet = augment.reverberate(click, 0.5, rng)
+    assert len(wet) == len(click)
+    assert np.abs(wet[1000 + 1600:1000 + 4800]).max() > 0  # energy 0.1-0.3 s after the click
+    response = augment.room_impulse_response(0.5, rng)
+    energy = np.cumsum(response[::-1] ** 2)[::-1]
+    assert 10 * np.log10(energy[int(0.25 * 16000)] / energy[0]) < -10  # the tail decays
+
+
+def test_telephone_band_removes_what_a_phone_line_cannot_carry():
+    t = np.arange(16000) / 16000
+    tones = 1000 * (np.sin(2 * np.pi * 100 * t) + np.sin(2 * np.pi * 1000 * t) + np.sin(2 * np.pi * 6000 * t))
+    spectrum = np.abs(np.fft.rfft(augment.telephone_band(tones)))  # 1 Hz per bin
+    assert spectrum[1000] > 20 * spectrum[6000] and spectrum[1000] > 5 * spectrum[100]
+
+
+def test_fixed_gain_clips_loud_speech_at_the_int16_limits():
+    samples = (20000 * np.sin(np.linspace(0, 60, 16000))).astype(np.int16)
+    louder = augment.apply(samples, augment.AudioAugment(noise_prob=0, gain_db_max=0, shift_ms_max=0, speeds=(), gain_db=20.0),
+                           np.random.default_rng(0))
+    assert louder.max() == augment.INT16_MAX and louder.min() == augment.INT16_MIN
+
+
+def tiny_corpus(root: Path, name: str, source: str, speakers: tuple[str, ...], per_emotion: int) -> Path:
+    """A corpus folder called name with per_emotion clips of each emotion for the speakers of a shared corpus."""
+    rows = [line.split("\t") for line in (SHARED_DIR / "corpora" / source / "MANIFEST.tsv").read_text().splitlines()[1:]]
+    chosen, seen = [], {}
+    for path, speaker, emotion, duration in rows:
+        if speaker in speakers and seen.get((speaker, emotion), 0) < per_emotion:
+            seen[(speaker, emotion)] = seen.get((speaker, emotion), 0) + 1
+            chosen.append((str(SHARED_DIR / "corpora" / source / path), speaker, emotion, float(duration)))
+    (root / name).mkdir()
+    return write_manifest(root / name / "MANIFEST.tsv", chosen)
+
+
+def run(command: list[str], env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """Two tiny corpora, their LOCO study (one short epoch a fold) and the final model trained on both."""
+    root = tmp_path_factory.mktemp("multi")
+    manifests = [tiny_corpus(root, "ravsmall", "ravdess", ("01", "02"), 1), tiny_corpus(root, "banglasmall", "bangla", ("01", "02"), 1)]
+    env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
+    flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
+    results = root / "loco_results.json"
+    run([sys.executable, "-m", "tools.loco", "--protocol", "loco", "--processes", "1", "--results", str(results)] + flags, env)
+    out = root / "model"
+    run([sys.executable, "-m", "tools.train", "--out", str(out), "--workers", "1", "--no-whisper", "--loco-results", str(results)] + flags, env)
+    return manifests, json.loads(results.read_text()), out
+
+
+def test_loco_scores_each_held_out_corpus_on_its_own_classes(study):
+    _, results, _ = study
+    loco = results["recipes"]["multi7"]["loco"]
+    assert loco["folds_done"] == ["banglasmall", "ravsmall"]
+    bangla = loco["per_corpus"]["banglasmall"]
+    assert bangla["classes"] == ["neutral", "happy", "sad", "angry", "surprised"]
+    assert set(bangla["recall_restricted"]) == set(bangla["classes"])
+    assert 0.0 <= bangla["uar_restricted"] <= 1.0 and 0.0 <= bangla["uar_unrestricted"] <= bangla["uar_restricted"] + 1e-9
+    assert set(bangla["conditions"]) == {"clean_float", "noise_10db", "reverb_rt60_0.6s", "telephone", "level_-20db", "clipped_+20db"}
+    assert set(loco["calibration"]["per_corpus"]) == {"banglasmall", "ravsmall"}
+    assert results["variants_tried"] == ["multi7"]
+
+
+def test_the_final_model_speaks_the_seven_shared_labels_and_states_its_licence(study):
+    _, _, out = study
+    card = json.loads((out / "serd-emotion.json").read_text())
+    assert card["labels"] == SEVEN and card["output"] == "logits" and "head" not in card
+    assert "CC BY-NC-SA" in card["licence"]
+    assert card["training"]["recipe"] == "multi7" and card["training"]["speakers"] == 4
+    assert set(card["training"]["corpora"]) == {"banglasmall", "ravsmall"}
+    assert "loco" in card["metrics"] and (out / "MODEL_CARD.md").read_text().startswith("# Model card: serd-emotion 2.0.0")
+    assert card["metrics"]["size_bytes"] <= 256 * 1024
+
+
+def test_serd_analyzes_a_file_with_the_trained_multi_corpus_model(study, ravdess_clip):
+    _, _, out = study
+    result = serd("analyze", "--json", "--model", out / "serd-emotion.tflite", ravdess_clip, text=True)
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout.splitlines()[0])
+    assert set(verdict["probabilities"]) == set(SEVEN) and verdict["label"] in SEVEN + ["uncertain"]
