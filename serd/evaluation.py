@@ -11,7 +11,7 @@ counted under no_speech and is not a prediction.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -107,7 +107,7 @@ def evaluate_manifests(manifests: list[str], model_path: str | None, config_path
     model = load_model(model_path)
     config = load_config(config_path)
     mapping = parse_merges(merges, model.labels)
-    clips = read_manifests(manifests)
+    clips = folded_clips(read_manifests(manifests), model.card)
     labels = parse_classes(classes, clips, mapping, model.labels)
     warning = training_data_warning(clips, model)
     if warning:
@@ -122,6 +122,13 @@ def evaluate_manifests(manifests: list[str], model_path: str | None, config_path
     report.update(evaluate(tally.truths, np.asarray(tally.rows), labels, undefined=None))
     report.update(_coverage(tally, labels, report["per_class"]))
     return report
+
+
+def folded_clips(clips: list[Clip], card) -> list[Clip]:
+    """Clips whose emotion the model folds into one of its labels (the card's training.label_folding, e.g. calm into
+    neutral) carry that label, as in training; others are unchanged."""
+    folding = {source: target for source, target in card.label_folding if source not in card.labels and target in card.labels}
+    return [replace(clip, emotion=folding[clip.emotion]) if clip.emotion in folding else clip for clip in clips]
 
 
 def _score_clips(clips: list[Clip], model: WindowModel, vad: VadConfig, mapping: dict[str, str], labels: list[str],

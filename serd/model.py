@@ -49,6 +49,7 @@ class ModelCard:
     speaker_prior: SpeakerPrior | None = None
     head: str = ""  # output "embedding": the head .npz (serd.head), relative to the card
     training_manifests: tuple[str, ...] = ()  # training.manifests: absolute, or relative to the training checkout's parent
+    label_folding: tuple[tuple[str, str], ...] = ()  # training.label_folding: corpus emotions the model reads as one of its labels
 
     @classmethod
     def from_dict(cls, data: dict, source: Path) -> "ModelCard":
@@ -69,6 +70,7 @@ class ModelCard:
                 speaker_prior=SpeakerPrior.from_dict(data["speaker_prior"]) if "speaker_prior" in data else None,
                 head=str(data.get("head", "")),
                 training_manifests=tuple(str(m) for m in dict(data.get("training") or {}).get("manifests", ())),
+                label_folding=tuple((str(k), str(v)) for k, v in dict(dict(data.get("training") or {}).get("label_folding") or {}).items()),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None

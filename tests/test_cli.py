@@ -177,15 +177,15 @@ def test_eval_json_on_a_small_manifest(tmp_path, ravdess_manifest, labels):
     assert 0.0 <= report["uar"] <= 1.0 and 0.0 <= report["ece"] <= 1.0
 
 
-def test_eval_merge_folds_calm_into_neutral(tmp_path, ravdess_manifest, labels):
+def test_eval_merge_folds_one_class_into_another(tmp_path, ravdess_manifest, labels):
     actor = ravdess_manifest.parent / "Actor_03"
-    rows = [(str(p), "03", "calm", 3.5) for p in sorted(actor.glob("03-01-02-*.flac"))[:4]]
-    result = serd("eval", "--json", "--merge", "calm=neutral", write_manifest(tmp_path / "m.tsv", rows))
+    rows = [(str(p), "03", "disgust", 3.5) for p in sorted(actor.glob("03-01-07-*.flac"))[:4]]
+    result = serd("eval", "--json", "--merge", "disgust=angry", write_manifest(tmp_path / "m.tsv", rows))
     report = json.loads(result.stdout)
-    assert "calm" not in report["labels"] and report["per_class"]["neutral"]["support"] == 4
+    assert "disgust" not in report["labels"] and report["per_class"]["angry"]["support"] == 4
 
 
-@pytest.mark.parametrize("merge", ["calm", "calm=calm", "calm=boredom"])
+@pytest.mark.parametrize("merge", ["sad", "sad=sad", "sad=boredom"])
 def test_eval_bad_merge_is_a_one_line_error(tmp_path, merge, ravdess_manifest):
     result = serd("eval", "--merge", merge, ravdess_manifest)
     assert result.returncode == 1 and result.stderr.decode().startswith("serd: error: --merge")

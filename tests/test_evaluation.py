@@ -80,7 +80,7 @@ def test_eval_classes_present_uses_the_manifests_classes(tmp_path, actor_clips, 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--classes", "angry,boredom"], "serd: error: --classes: 'boredom' is not a class of the model (neutral, "),
     (["--classes", "angry,"], "serd: error: --classes: '' is not a class of the model"),
-    (["--merge", "calm=neutral", "--classes", "calm,angry"], "serd: error: --classes: 'calm' is not a class of the model after --merge"),
+    (["--merge", "disgust=angry", "--classes", "disgust,angry"], "serd: error: --classes: 'disgust' is not a class of the model after --merge"),
     (["--classes", "angry"], "serd: error: --classes angry leaves one class (angry); scoring needs at least 2 classes"),
 ])
 def test_eval_bad_classes_are_a_one_line_error(tmp_path, actor_clips, flags, message):
@@ -97,14 +97,14 @@ def test_eval_classes_present_with_one_class_is_an_error(tmp_path, actor_clips):
 
 def test_eval_classes_without_clips_have_null_scores(tmp_path, actor_clips):
     report, _ = eval_json(write_manifest(tmp_path / "m.tsv", actor_clips))
-    calm = report["per_class"]["calm"]
-    assert calm["support"] == 0 and calm["recall"] is None and calm["f1"] is None and calm["coverage"] is None
-    assert calm["precision"] is None or calm["precision"] == 0.0
+    fearful = report["per_class"]["fearful"]
+    assert fearful["support"] == 0 and fearful["recall"] is None and fearful["f1"] is None and fearful["coverage"] is None
+    assert fearful["precision"] is None or fearful["precision"] == 0.0
     recalls = [report["per_class"][c]["recall"] for c in ("neutral", "happy", "angry")]
     assert report["uar"] == pytest.approx(np.mean(recalls)), "UAR averages over the classes with clips"
     text = serd("eval", write_manifest(tmp_path / "m.tsv", actor_clips)).stdout
-    calm_row = next(line for line in text.splitlines() if line.startswith("calm "))
-    assert calm_row.split()[2:4] == ["-", "-"] and calm_row.split()[4] == "0"
+    fearful_row = next(line for line in text.splitlines() if line.startswith("fearful "))
+    assert fearful_row.split()[2:4] == ["-", "-"] and fearful_row.split()[4] == "0"
 
 
 def test_eval_no_speech_clip_is_counted_and_never_a_prediction(tmp_path, actor_clips):
