@@ -160,3 +160,16 @@ def test_serd_analyzes_a_file_with_the_trained_multi_corpus_model(study, ravdess
     assert result.returncode == 0, result.stderr
     verdict = json.loads(result.stdout.splitlines()[0])
     assert set(verdict["probabilities"]) == set(SEVEN) and verdict["label"] in SEVEN + ["uncertain"]
+
+
+def test_one_emotion_sessions_are_four_fifths_one_emotion_of_one_held_out_speaker():
+    from tools import whisper_loco
+
+    clips = [clip("c", s, e) for s in ("1", "2") for e in ("happy", "sad", "angry") for _ in range(8)] + [clip("d", "9", "sad")]
+    test = np.array([c.speaker == "c:1" for c in clips])
+    sessions = whisper_loco.dominant_sessions(clips, test, np.random.default_rng(0))
+    assert len(sessions) == 3
+    for session in sessions:
+        emotions = [clips[i].emotion for i in session]
+        assert {clips[i].speaker for i in session} == {"c:1"} and len(set(session.tolist())) == len(session) == 10
+        assert max(emotions.count(e) for e in set(emotions)) == 8
