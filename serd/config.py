@@ -12,7 +12,7 @@ from typing import Any
 
 from serd.errors import ConfigError
 
-DEFAULT_MIN_CONFIDENCE = 0.0  # [smoothing] min_confidence; 0 = never uncertain
+DEFAULT_MIN_CONFIDENCE = 0.35  # [smoothing] min_confidence; from the model's leave-one-corpus-out coverage (MODEL_CARD.md); 0 = never uncertain
 
 
 def doc(text: str, default: Any) -> Any:
@@ -48,7 +48,7 @@ class ModelConfig:
 
     path: str = doc("model file (.tflite, or .npz for the opt-in whisper backend; its .json card beside it) "
                    "or a shipped model's name: serd-emotion or serd-whisper; empty = serd-emotion", "")
-    speaker_memory_s: float = doc("models with a voice estimate (serd-emotion's speaker-centred head, serd-whisper): seconds of "
+    speaker_memory_s: float = doc("models with a voice estimate (serd-whisper; serd-emotion 2.0.0 has none): seconds of "
                                   "speech after which an earlier voice has faded to 1/e; 0 = never forget", 300.0)
 
 

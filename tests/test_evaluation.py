@@ -142,9 +142,18 @@ def test_eval_reports_coverage_and_uar_on_covered_clips(tmp_path, actor_clips, c
     assert "coverage %.3f (%d uncertain)  UAR on covered %.3f" % (report["coverage"], report["uncertain"], report["uar_covered"]) in text
 
 
-def test_eval_default_min_confidence_covers_every_clip(tmp_path, actor_clips):
-    report, _ = eval_json(write_manifest(tmp_path / "m.tsv", actor_clips))
+def test_eval_min_confidence_zero_covers_every_clip(tmp_path, actor_clips):
+    config = tmp_path / "zero.conf"
+    config.write_text("[smoothing]\nmin_confidence = 0\n")
+    report, _ = eval_json("--config", config, write_manifest(tmp_path / "m.tsv", actor_clips))
     assert report["coverage"] == 1.0 and report["uncertain"] == 0 and report["uar_covered"] == report["uar"]
+
+
+def test_eval_uses_the_default_min_confidence_without_a_config(tmp_path, actor_clips):
+    from serd.config import DEFAULT_MIN_CONFIDENCE
+
+    report, _ = eval_json(write_manifest(tmp_path / "m.tsv", actor_clips))
+    assert report["min_confidence"] == DEFAULT_MIN_CONFIDENCE > 0
 
 
 def test_eval_text_and_json_name_unreadable_clips_alike(tmp_path, actor_clips):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serd.config import DEFAULT_MIN_CONFIDENCE, SmoothingConfig
+from serd.config import SmoothingConfig
 from serd.events import SILENCE_LABEL, UNCERTAIN_LABEL
 from serd.smoothing import Smoother
 
@@ -87,8 +87,7 @@ def test_top_probability_at_min_confidence_is_not_uncertain():
 
 
 def test_zero_min_confidence_is_never_uncertain():
-    smoother = make(min_confidence=DEFAULT_MIN_CONFIDENCE)
-    assert DEFAULT_MIN_CONFIDENCE == 0.0
+    smoother = make(min_confidence=0.0)
     assert smoother.push(probs(1 / 3, 1 / 3, 1 / 3), 0.5)[0].label == "neutral"
 
 

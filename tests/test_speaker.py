@@ -125,8 +125,9 @@ def speaker_model(tmp_path_factory) -> Path:
     from tools.model import TrainSettings, build_model
 
     windows = np.random.default_rng(2).normal(size=(20, WindowParams().frames, N_BANDS)).astype(np.float32)
-    network = build_model(WindowParams().frames, N_BANDS, TrainSettings(filters=(4, 8)))
-    network.get_layer("logits").bias.assign(np.eye(8, dtype=np.float32)[4] * 5.0)  # confident, so that emotions change
+    n_labels = len(_card()["labels"])
+    network = build_model(WindowParams().frames, N_BANDS, TrainSettings(filters=(4, 8)), n_labels)
+    network.get_layer("logits").bias.assign(np.eye(n_labels, dtype=np.float32)[4] * 5.0)  # confident, so that emotions change
     folder = tmp_path_factory.mktemp("speaker-model")
     model = folder / "serd-emotion.tflite"
     model.write_bytes(export.convert_int8(network, windows))

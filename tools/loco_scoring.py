@@ -22,13 +22,11 @@ def oof_windows(done: dict[int, dict], key: str) -> tuple[np.ndarray, np.ndarray
 
 def clip_probabilities(logits: np.ndarray, clip_index: np.ndarray, n_clips: int, temperature: float = 1.0) -> tuple:
     """Mean window softmax per clip (what `serd analyze` reports) and a mask of the clips that had windows."""
-    probs = metrics.softmax(logits, temperature) if len(logits) else np.zeros((0, len(corpora.LABELS)))
-    sums = np.zeros((n_clips, len(corpora.LABELS)))
-    np.add.at(sums, clip_index, probs)
-    counts = np.bincount(clip_index, minlength=n_clips)
-    seen = counts > 0
-    sums[seen] /= counts[seen, None]
-    return sums, seen
+    from tools.model import clip_probs
+
+    if not len(logits):
+        return np.zeros((n_clips, len(corpora.LABELS))), np.zeros(n_clips, dtype=bool)
+    return clip_probs(logits, clip_index, n_clips, temperature)
 
 
 def predictions(probs: np.ndarray, seen: np.ndarray, classes: tuple[str, ...] | None) -> np.ndarray:

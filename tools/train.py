@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
 
         cv.run_study(args)
         return 0
-    if args.recipe != RAVDESS_RECIPE and not args.card_only:
+    if args.recipe != RAVDESS_RECIPE:  # --card-only too: the final network is cached, so this re-exports and rewrites the cards
         from tools import multicorpus, recipes
 
         try:
