@@ -63,6 +63,16 @@ def read_manifests(paths: list[Path], labels: tuple[str, ...] = LABELS) -> list[
     return kept
 
 
+def thin(clips: list[Clip], per_speaker: int) -> list[Clip]:
+    """Every k-th clip of each speaker so that about per_speaker remain (labels stay mixed)."""
+    kept: list[Clip] = []
+    for speaker in sorted({clip.speaker for clip in clips}):
+        own = [clip for clip in clips if clip.speaker == speaker]
+        step = max(1, len(own) // per_speaker)
+        kept.extend(own[::step][:per_speaker])
+    return kept
+
+
 def speaker_folds(clips: list[Clip], n_folds: int = N_FOLDS) -> dict[str, int]:
     """Speaker -> fold; numeric ids are spread odd then even (RAVDESS: both sexes in every fold)."""
     order: list[str] = []

@@ -15,6 +15,7 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,16 +49,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def load_clips(args: argparse.Namespace) -> list[data.Clip]:
     """Clips of the chosen manifests (default: every shared corpus), optionally thinned per speaker."""
-    from tools.train import thin
-
     clips = corpora.read_clips(args.manifest or corpora.default_manifests())
-    return thin(clips, args.clips_per_speaker) if args.clips_per_speaker else clips
+    return data.thin(clips, args.clips_per_speaker) if args.clips_per_speaker else clips
 
 
 def with_overrides(chosen: Recipe, args: argparse.Namespace) -> Recipe:
     """The recipe with the command line's --epochs and --draws-per-epoch (smoke runs); None keeps the recipe's."""
-    from dataclasses import replace
-
     if args.epochs is not None:
         chosen = replace(chosen, settings=replace(chosen.settings, epochs=args.epochs))
     return chosen if args.draws_per_epoch is None else replace(chosen, draws_per_epoch=args.draws_per_epoch)

@@ -73,18 +73,8 @@ def load_clips(args: argparse.Namespace) -> list[data.Clip]:
     """Clips of the chosen manifests, optionally thinned per speaker."""
     clips = data.read_manifests(args.manifest or [data.DEFAULT_MANIFEST])
     if args.clips_per_speaker:
-        clips = thin(clips, args.clips_per_speaker)
+        clips = data.thin(clips, args.clips_per_speaker)
     return clips
-
-
-def thin(clips: list[data.Clip], per_speaker: int) -> list[data.Clip]:
-    """Every k-th clip of each speaker so that about per_speaker remain (labels stay mixed)."""
-    kept: list[data.Clip] = []
-    for speaker in sorted({clip.speaker for clip in clips}):
-        own = [clip for clip in clips if clip.speaker == speaker]
-        step = max(1, len(own) // per_speaker)
-        kept.extend(own[::step][:per_speaker])
-    return kept
 
 
 def window_versions(clips: list[data.Clip], settings: TrainSettings, workers: int) -> list[data.WindowSet]:
