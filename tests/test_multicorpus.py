@@ -143,6 +143,17 @@ def test_loco_scores_each_held_out_corpus_on_its_own_classes(study):
     assert results["variants_tried"] == ["multi7"]
 
 
+def test_scoring_another_protocol_keeps_the_stored_loco_summary(study, tmp_path):
+    manifests, results, _ = study
+    root = manifests[0].parent.parent
+    copy = tmp_path / "loco_results.json"
+    copy.write_text(json.dumps(results))
+    env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
+    flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
+    run([sys.executable, "-m", "tools.loco", "--protocol", "speakers", "--score-only", "--results", str(copy)] + flags, env)
+    assert json.loads(copy.read_text())["recipes"]["multi7"]["loco"] == results["recipes"]["multi7"]["loco"]
+
+
 def test_the_final_model_speaks_the_seven_shared_labels_and_states_its_licence(study):
     _, _, out = study
     card = json.loads((out / "serd-emotion.json").read_text())

@@ -185,3 +185,12 @@ def test_serd_in_a_zip_archive_says_why_it_cannot_open_its_models(source_copy, t
                 bundle.write(path, path.relative_to(source_copy))
     result = run([sys.executable, "-m", "serd.cli", "--version"], set={"PYTHONPATH": str(archive)}, cwd=tmp_path)
     assert result.stdout.splitlines()[1].startswith("model: none usable (serd runs from an archive")
+
+
+def test_the_shipped_emotion_card_states_the_study_it_was_chosen_on():
+    card = json.loads((MODELS_DIR / "serd-emotion.json").read_text())
+    study = json.loads((MODELS_DIR / "loco_results.json").read_text())["recipes"][card["training"]["recipe"]]
+    assert card["metrics"]["loco"]["mean"] == study["loco"]["mean"]
+    assert card["temperature"] == study["loco"]["calibration"]["temperature"]
+    headline = "**Mean UAR restricted %.1f" % (100 * study["loco"]["mean"]["uar_restricted"][0])
+    assert headline in (MODELS_DIR / "MODEL_CARD.md").read_text()

@@ -154,12 +154,14 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError("leave-one-corpus-out needs clips of at least two corpora (got %s)" % ", ".join(corpora.corpus_names(clips)))
     plan = {protocol: folds(clips, protocol) for protocol in protocols}
     done: dict[str, dict[int, dict]] = {protocol: {} for protocol in protocols}
-    jobs = [(protocol, fold) for protocol in protocols for fold in range(len(plan[protocol][1]))]
+    jobs = [(protocol, fold) for protocol in protocols for fold in range(len(plan[protocol][1]))
+            if np.any(plan[protocol][0] == fold)]  # a speaker fold can be empty when a corpus set has fewer than 5 speakers
     if args.score_only:
         for protocol, fold in jobs:
             if fold_path(chosen, clips, plan[protocol][0], fold).is_file():
                 done[protocol][fold] = train_fold(chosen, clips, plan[protocol][0], fold)
         return write_results(args, chosen, clips, plan, done)
+    condition_windows(clips, workers=2)  # and the test conditions' caches, so two folds never compute the same one
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(args.processes, mp_context=context, initializer=_worker_init) as pool:
         running = {pool.submit(train_fold, chosen, clips, plan[p][0], f): (p, f) for p, f in jobs if p == "loco"}
@@ -180,7 +182,8 @@ def run(args: argparse.Namespace) -> dict:
 def write_results(args: argparse.Namespace, chosen: Recipe, clips: list[data.Clip], plan: dict, done: dict) -> dict:
     """Summarise the finished folds and store them under the recipe's name in the results file."""
     stored = json.loads(args.results.read_text()) if args.results.is_file() else {}
-    entry = {"description": chosen.description, "epochs": chosen.settings.epochs, "draws_per_epoch": chosen.draws_per_epoch}
+    entry = stored.get("recipes", {}).get(chosen.name, {})  # a protocol not run this time keeps its stored summary
+    entry.update(description=chosen.description, epochs=chosen.settings.epochs, draws_per_epoch=chosen.draws_per_epoch)
     for protocol, (fold_of_clip, names) in plan.items():
         if done[protocol]:
             entry[protocol] = loco_scoring.summarise(clips, fold_of_clip, names, done[protocol], protocol)
