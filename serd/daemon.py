@@ -202,6 +202,9 @@ class Daemon:
         except SerdError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             self._publish([self._status("error", "reload failed: %s" % exc)])
+        except Exception as exc:  # a reload must never kill a running daemon; the old pipeline keeps serving
+            log.error("reload failed, keeping the running configuration: %s: %s", type(exc).__name__, exc)
+            self._publish([self._status("error", "reload failed: %s: %s" % (type(exc).__name__, exc))])
         self.notifier.ready()
 
     def _apply(self, new: Config) -> None:

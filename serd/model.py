@@ -6,105 +6,22 @@ A card whose "backend" is "whisper" names the opt-in Whisper-encoder model inste
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from serd.card import ModelCard
 from serd.errors import ModelError
-from serd.features import FeatureParams
 from serd.head import LinearHead
 from serd.quiet import quiet_stderr
-from serd.shipped import MODEL_NAME, default_model_path, read_card
+from serd.shipped import default_model_path, read_card
 from serd import speaker
-from serd.speaker import SpeakerPrior, SpeakerStats
-from serd.vad import VadParams
-from serd.windows import WindowParams
+from serd.speaker import SpeakerStats
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SAMPLE_RATE_HZ = 16000
-SUPPORTED_NORMALISATION = ("per-window-cmvn", "per-speaker-cmvn")  # the second needs the card's speaker_prior
-SUPPORTED_OUTPUTS = ("logits", "probabilities", "embedding")  # "embedding": the card's head turns it into logits
 SUPPORTED_DTYPES = (np.int8, np.float32)
-SUPPORTED_BACKENDS = ("tflite", "whisper")
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """What the runtime needs from the model's JSON card."""
-
-    name: str
-    version: str
-    labels: tuple[str, ...]
-    sample_rate_hz: int
-    features: FeatureParams
-    window: WindowParams
-    vad: VadParams
-    normalisation: str
-    output: str
-    temperature: float
-    backend: str = "tflite"
-    speaker_prior: SpeakerPrior | None = None
-    head: str = ""  # output "embedding": the head .npz (serd.head), relative to the card
-    training_manifests: tuple[str, ...] = ()  # training.manifests: absolute, or relative to the training checkout's parent
-    label_folding: tuple[tuple[str, str], ...] = ()  # training.label_folding: corpus emotions the model reads as one of its labels
-
-    @classmethod
-    def from_dict(cls, data: dict, source: Path) -> "ModelCard":
-        """Parse and check a card; ModelError names the file and the field."""
-        try:
-            card = cls(
-                name=str(data["name"]),
-                version=str(data.get("version", "0")),
-                labels=tuple(str(label) for label in data["labels"]),
-                sample_rate_hz=int(data["sample_rate_hz"]),
-                features=FeatureParams.from_dict(data["features"]),
-                window=WindowParams.from_dict(data["window"]),
-                vad=VadParams(**data.get("vad", {})),
-                normalisation=str(data["normalisation"]),
-                output=str(data.get("output", "logits")),
-                temperature=float(data.get("temperature", 1.0)),
-                backend=str(data.get("backend", "tflite")),
-                speaker_prior=SpeakerPrior.from_dict(data["speaker_prior"]) if "speaker_prior" in data else None,
-                head=str(data.get("head", "")),
-                training_manifests=tuple(str(m) for m in dict(data.get("training") or {}).get("manifests", ())),
-                label_folding=tuple((str(k), str(v)) for k, v in dict(dict(data.get("training") or {}).get("label_folding") or {}).items()),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError("%s: bad model card: %s %s" % (source, type(exc).__name__, exc)) from None
-        card.check(source)
-        return card
-
-    def check(self, source: Path) -> None:
-        """Values the runtime can serve."""
-        problems = []
-        if self.sample_rate_hz != SUPPORTED_SAMPLE_RATE_HZ:
-            problems.append("sample_rate_hz %d (serd runs at %d)" % (self.sample_rate_hz, SUPPORTED_SAMPLE_RATE_HZ))
-        if self.features.sample_rate_hz != self.sample_rate_hz:
-            problems.append("features.sample_rate_hz differs from sample_rate_hz")
-        if self.normalisation not in SUPPORTED_NORMALISATION:
-            problems.append("normalisation %r unknown" % self.normalisation)
-        if self.normalisation == "per-speaker-cmvn":
-            if self.speaker_prior is None:
-                problems.append("normalisation per-speaker-cmvn needs a speaker_prior")
-            elif len(self.speaker_prior.mean) != self.features.n_features:
-                problems.append("speaker_prior has %d bands, features %d" % (len(self.speaker_prior.mean), self.features.n_features))
-        if self.output not in SUPPORTED_OUTPUTS:
-            problems.append("output %r unknown" % self.output)
-        if (self.output == "embedding") != bool(self.head):
-            problems.append("output embedding and a head file go together")
-        if self.head and self.normalisation != "per-window-cmvn":
-            problems.append("a head centres its own features; normalisation must be per-window-cmvn")
-        if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
-            problems.append("labels must be two or more distinct names")
-        if self.temperature <= 0:
-            problems.append("temperature must be positive")
-        if self.backend not in SUPPORTED_BACKENDS:
-            problems.append("backend %r unknown (%s)" % (self.backend, ", ".join(SUPPORTED_BACKENDS)))
-        if problems:
-            raise ModelError("%s: %s" % (source, "; ".join(problems)))
 
 
 def model_path(path: str | Path | None) -> Path:

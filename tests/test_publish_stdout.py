@@ -8,6 +8,7 @@ import sys
 import time
 
 from serd.events import EmotionChanged, SpeechStarted, from_dict
+from serd.publish import Fanout
 from serd.publish.stdout_pub import StdoutPublisher
 
 DEVICE = "hall"
@@ -31,6 +32,23 @@ def test_json_lines_in_order_through_a_pipe():
         lines = reader.read().splitlines()
     assert [from_dict(json.loads(line)) for line in lines] == sent
     assert pub.dropped == 0
+
+
+def test_a_non_finite_number_is_never_written_and_is_counted():
+    read_fd, write_fd = os.pipe()
+    with open(write_fd, "w") as writer, open(read_fd) as reader:
+        pub = StdoutPublisher(writer)
+        fanout = Fanout([pub])
+        good = events(2)
+        bad = EmotionChanged(device=DEVICE, stream_time_s=0.5, wall_time_s=1700000000.5, segment=0, label="calm",
+                             previous="silence", confidence=float("nan"), probabilities={"calm": float("inf")})
+        for event in (good[0], bad, good[1]):
+            fanout.publish(event)
+        pub.close()
+        writer.close()
+        lines = reader.read().splitlines()
+    assert [from_dict(json.loads(line)) for line in lines] == good
+    assert fanout.dropped_counts() == {pub.name: 1}
 
 
 def test_each_line_is_flushed_without_close():
@@ -77,6 +95,7 @@ def test_full_queue_drops_instead_of_blocking():
 CHILD = """
 import sys
 from serd.events import SpeechStarted
+from serd.publish import Fanout
 from serd.publish.stdout_pub import StdoutPublisher
 pub = StdoutPublisher()
 for index in range(20000):

@@ -33,8 +33,9 @@ class Publisher(Protocol):
 
 
 def event_json(event: Event) -> str:
-    """The JSON text of an event, as every transport carries it."""
-    return json.dumps(event.to_dict())
+    """The JSON text of an event, as every transport carries it; ValueError for a non-finite number (not JSON),
+    which the publishers count as a dropped event."""
+    return json.dumps(event.to_dict(), allow_nan=False)
 
 
 class DropCounter:
