@@ -29,6 +29,7 @@ STATE_TYPES = (EmotionChanged.TYPE, EmotionState.TYPE)
 NOT_ON_EVENTS_TOPIC = (EmotionState.TYPE,)
 TOPIC_WILDCARDS = ("+", "#")
 CLIENT_ID_SUFFIX_CHARS = 8
+PENDING_POLL_S = 0.01  # how often close() looks whether queued events have reached the broker
 
 # (broker address, availability topic) of the publishers open in this process, to tell a reload from a stop
 _live_here: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -182,8 +183,17 @@ class MqttPublisher:
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._lost(counted, "connection lost before sending (%s)" % mqtt.error_string(info.rc))
 
+    def _wait_pending(self, deadline_s: float) -> None:
+        """Give queued events until deadline_s to reach the broker (QoS 0 sent, QoS 1/2 acknowledged)."""
+        while time.monotonic() < deadline_s:
+            with self._lock:
+                if all(_finished(info) for info, _ in self._pending):
+                    return
+            time.sleep(PENDING_POLL_S)
+
     def close(self, timeout_s: float = 2.0) -> None:
-        """Publish available=offline (retained), wait for it within timeout_s, then disconnect.
+        """Let queued events reach the broker, publish available=offline (retained), all within timeout_s, then
+        disconnect; events still queued then are lost and counted as dropped.
 
         When a replacement publisher for the same device is already open (a reload), the device stays
         online: no offline message, and the clean disconnect suppresses the last will.
@@ -197,14 +207,20 @@ class MqttPublisher:
             replaced = _live_here[self._liveness_key] > 0
             if not replaced:
                 del _live_here[self._liveness_key]
-        if self._client.is_connected() and not replaced:
-            info = self._client.publish(self.topics.available, OFFLINE, qos=self._qos, retain=True)
-            _wait_published(info, timeout_s)
+        if self._client.is_connected():
+            self._wait_pending(deadline_s)
+            if not replaced:
+                info = self._client.publish(self.topics.available, OFFLINE, qos=self._qos, retain=True)
+                _wait_published(info, max(0.0, deadline_s - time.monotonic()))
         self._client.disconnect()
         with self._lock:
             for _, _, counted in self._backlog:
                 self._lost(counted, "closed before the broker connected")
             self._backlog.clear()
+            for info, counted in self._pending:  # still in paho's queue (or unacknowledged) at exit: lost, so counted
+                if not _finished(info) or info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._lost(counted, "closed before the broker took it")
+            self._pending.clear()
         stopper = threading.Thread(target=self._client.loop_stop, name="serd-mqtt-stop", daemon=True)
         stopper.start()
         stopper.join(max(0.0, deadline_s - time.monotonic()))
