@@ -140,6 +140,7 @@ def test_loco_scores_each_held_out_corpus_on_its_own_classes(study):
     assert 0.0 <= bangla["uar_restricted"] <= 1.0 and 0.0 <= bangla["uar_unrestricted"] <= bangla["uar_restricted"] + 1e-9
     assert set(bangla["conditions"]) == {"clean_float", "noise_10db", "reverb_rt60_0.6s", "telephone", "level_-20db", "clipped_+20db"}
     assert set(loco["calibration"]["per_corpus"]) == {"banglasmall", "ravsmall"}
+    assert 0.0 <= bangla["arousal_uar"] <= 1.0 and 0.0 <= loco["mean"]["arousal_uar"][0] <= 1.0
     assert results["variants_tried"] == ["multi7"]
 
 
@@ -184,3 +185,18 @@ def test_one_emotion_sessions_are_four_fifths_one_emotion_of_one_held_out_speake
         emotions = [clips[i].emotion for i in session]
         assert {clips[i].speaker for i in session} == {"c:1"} and len(set(session.tolist())) == len(session) == 10
         assert max(emotions.count(e) for e in set(emotions)) == 8
+
+
+def test_arousal_is_scored_as_the_side_of_the_labels_holding_more_probability():
+    from tools import corpora, loco_scoring
+
+    index = {label: i for i, label in enumerate(corpora.LABELS)}
+    truth = np.array([index["angry"], index["happy"], index["sad"], index["neutral"]])
+    probs = np.zeros((4, len(corpora.LABELS)))
+    probs[0, [index["angry"], index["sad"]]] = 0.6, 0.4  # high side holds more: right
+    probs[1, [index["surprised"], index["fearful"], index["neutral"]]] = 0.3, 0.3, 0.4  # high 0.6: right
+    probs[2, [index["happy"], index["sad"]]] = 0.55, 0.45  # high side wins on a sad clip: wrong
+    probs[3, index["disgust"]] = 1.0  # disgust is low arousal: right, but this clip had no speech
+    seen = np.array([True, True, True, False])
+    assert loco_scoring.binary_uar(truth, probs, seen, corpora.HIGH_AROUSAL) == 0.5  # high 2/2, low 0/2
+    assert loco_scoring.binary_uar(truth[:2], probs[:2], seen[:2], corpora.HIGH_AROUSAL) is None

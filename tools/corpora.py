@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 
 LABELS = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")  # what the corpora share
 FOLDED = {"calm": "neutral"}  # RAVDESS's calm is a low-arousal neutral
+# Binary arousal and valence of each label, as cross-corpus studies map categorical emotions (Schuller et al. 2010,
+# "Cross-corpus acoustic emotion recognition: variances and strategies", IEEE Trans. Affective Computing 1(2)):
+# low arousal neutral, sad, disgust; negative valence sad, angry, fearful, disgust.
+HIGH_AROUSAL = ("happy", "angry", "fearful", "surprised")
+NEGATIVE_VALENCE = ("sad", "angry", "fearful", "disgust")
 CORPORA_DIR = data.REPO_DIR.parent / "shared" / "corpora"
 
 

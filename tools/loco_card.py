@@ -92,8 +92,23 @@ def _loco_section(entry: dict | None) -> str:
                                                     _pct(scores["uar_unrestricted"]), recall))
     mean = entry["mean"]
     return ("## Leave-one-corpus-out (folds done: %s)\n\n%s\n\n**Mean UAR restricted %s**; unrestricted %s; float "
-            "network restricted %s.\n" % (", ".join(entry["folds_done"]), "\n".join(rows), _pm(mean["uar_restricted"]),
-                                          _pm(mean["uar_unrestricted"]), _pm(mean["float_uar_restricted"])))
+            "network restricted %s.\n%s" % (", ".join(entry["folds_done"]), "\n".join(rows), _pm(mean["uar_restricted"]),
+                                            _pm(mean["uar_unrestricted"]), _pm(mean["float_uar_restricted"]),
+                                            _dimensions(entry)))
+
+
+def _dimensions(entry: dict) -> str:
+    """Two-way arousal and valence UAR per held-out corpus (chance 50 %), where the study has them."""
+    mean = entry["mean"]
+    if "arousal_uar" not in mean:
+        return ""
+    per = ", ".join("%s %s / %s" % (name, _pct(s["arousal_uar"]) if s["arousal_uar"] is not None else "–",
+                                    _pct(s["valence_uar"]) if s["valence_uar"] is not None else "–")
+                    for name, s in entry["per_corpus"].items())
+    return ("\nArousal (high: happy, angry, fearful, surprised) and valence (negative: sad, angry, fearful, disgust), "
+            "each a two-way split of the unrestricted posterior (Schuller et al. 2010's mapping; chance 50 %%): "
+            "**arousal UAR %s**, valence UAR %s (per corpus, arousal / valence: %s).\n"
+            % (_pm(mean["arousal_uar"]), _pm(mean["valence_uar"]), per))
 
 
 def _conditions_section(entry: dict | None) -> str:

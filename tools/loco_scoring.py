@@ -60,7 +60,21 @@ def corpus_scores(truth: np.ndarray, probs: np.ndarray, seen: np.ndarray, classe
             "accuracy_restricted": float(np.mean(restricted == truth)),
             "recall_restricted": recall_table(truth, restricted, classes),
             "predicted_share_unrestricted": {label: float(np.mean(free == i)) for i, label in enumerate(corpora.LABELS)},
-            "confusion_restricted": confusion[np.ix_(keep, keep)].tolist()}
+            "confusion_restricted": confusion[np.ix_(keep, keep)].tolist(),
+            "arousal_uar": binary_uar(truth, probs, seen, corpora.HIGH_AROUSAL),
+            "valence_uar": binary_uar(truth, probs, seen, corpora.NEGATIVE_VALENCE)}
+
+
+def binary_uar(truth: np.ndarray, probs: np.ndarray, seen: np.ndarray, side: tuple[str, ...]) -> float | None:
+    """UAR of a two-way split of the labels (high/low arousal, negative/other valence): the predicted side is the one
+    holding more of the clip's (unrestricted) probability; a clip without speech is wrong. None if one side has no clips."""
+    member = np.array([label in side for label in corpora.LABELS])
+    true_side = member[truth]
+    predicted = probs[:, member].sum(axis=1) >= probs[:, ~member].sum(axis=1)
+    right = seen & (predicted == true_side)
+    if true_side.all() or not true_side.any():
+        return None
+    return float((right[true_side].mean() + right[~true_side].mean()) / 2)
 
 
 def mean_spread(values: list[float]) -> list[float]:
@@ -95,6 +109,10 @@ def summarise(clips: list[data.Clip], fold_of_clip: np.ndarray, names: list[str]
     out["per_corpus"] = per_corpus
     out["mean"] = {metric: mean_spread([entry[metric] for entry in per_corpus.values()])
                    for metric in ("uar_restricted", "uar_unrestricted")}
+    for metric in ("arousal_uar", "valence_uar"):
+        values = [e[metric] for e in per_corpus.values() if e[metric] is not None]
+        if values:
+            out["mean"][metric] = mean_spread(values)
     out["mean"]["float_uar_restricted"] = mean_spread([e["conditions"]["clean_float"]["uar_restricted"] for e in per_corpus.values()])
     for condition in recipes.CONDITIONS:
         out["mean"][condition] = mean_spread([e["conditions"][condition]["uar_restricted"] for e in per_corpus.values()])
