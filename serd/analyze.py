@@ -57,6 +57,13 @@ class FileAnalysis:
     segments: list[SegmentResult] = field(default_factory=list)
     overall: Verdict = Verdict(None, 0.0, {})
     window_probabilities: np.ndarray | None = None
+    window_spans_s: tuple[tuple[float, float], ...] = ()  # (start_s, end_s) of each row of window_probabilities
+
+    def timeline(self, labels: tuple[str, ...] | list[str]) -> list[dict]:
+        """Each model window in time order: its span and class probabilities (JSON-ready)."""
+        rows = self.window_probabilities if self.window_probabilities is not None else []
+        return [{"start_s": start_s, "end_s": end_s, "probabilities": {name: round(float(p), 4) for name, p in zip(labels, row)}}
+                for (start_s, end_s), row in zip(self.window_spans_s, rows)]
 
     def to_dict(self) -> dict:
         """JSON-ready form (window probabilities left out)."""
@@ -89,14 +96,17 @@ def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voi
                               speaker=speaker.front_end_voice(model, voice))
     ring.write(samples)
     segments, all_rows, rows, start = [], [], [], 0
+    spans, span_samples = [], (model.card.window.frames - 1) * model.card.features.hop_samples + model.card.features.frame_samples
     for item in frontend.process() + frontend.flush():
         if isinstance(item, SegmentStarted):
             rows, start = [], item.sample_index
         elif isinstance(item, WindowReady):
             rows.append(model.predict(item.window, item.audio))
+            spans.append((round(max(start, item.sample_index - span_samples) / rate_hz, 3), round(item.sample_index / rate_hz, 3)))
         elif isinstance(item, SegmentEnded):
             verdict = Verdict.from_rows(model.labels, rows, min_confidence)
             segments.append(SegmentResult(round(start / rate_hz, 3), round(item.sample_index / rate_hz, 3), len(rows), verdict))
             all_rows.extend(rows)
     probabilities = np.asarray(all_rows) if all_rows else None
-    return FileAnalysis(len(samples) / rate_hz, segments, Verdict.from_rows(model.labels, all_rows, min_confidence), probabilities)
+    return FileAnalysis(len(samples) / rate_hz, segments, Verdict.from_rows(model.labels, all_rows, min_confidence), probabilities,
+                        tuple(spans))
