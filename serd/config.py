@@ -108,6 +108,16 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """[web] the browser view and HTTP API (serd web)."""
+
+    max_upload_mb: int = doc("largest file POST /api/analyze accepts, in MB (10^6 bytes); larger gets 413", 50)
+    max_concurrent: int = doc("analyses run at once; a request beyond them gets 503", 2)
+    token_file: str = doc("file holding the bearer token the API requires; needed to listen on a non-loopback address; "
+                          "empty = no token (loopback only)", "")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole effective configuration."""
 
@@ -119,6 +129,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     stdout: StdoutConfig = field(default_factory=StdoutConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
 
 SECTIONS: dict[str, type] = {
@@ -130,6 +141,7 @@ SECTIONS: dict[str, type] = {
     "mqtt": MqttConfig,
     "stdout": StdoutConfig,
     "daemon": DaemonConfig,
+    "web": WebConfig,
 }
 
 
@@ -216,6 +228,8 @@ RULES = (
     ("model", "speaker_memory_s", lambda v: v >= 0, "must not be negative"),
     ("daemon", "status_interval_s", lambda v: v > 0, "must be positive"),
     ("daemon", "log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
+    ("web", "max_upload_mb", lambda v: 1 <= v <= 4096, "must be 1 to 4096"),
+    ("web", "max_concurrent", lambda v: 1 <= v <= 64, "must be 1 to 64"),
 )
 
 

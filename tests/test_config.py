@@ -49,6 +49,8 @@ BAD_VALUES = {
     ("model", "speaker_memory_s"): "-1",
     ("daemon", "status_interval_s"): "0",
     ("daemon", "log_level"): "verbose",
+    ("web", "max_upload_mb"): "0",
+    ("web", "max_concurrent"): "0",
 }
 
 # A value of the wrong type, per field type.
