@@ -5,7 +5,8 @@ averaged, --merge folds classes together, and --classes restricts truths and pre
 classes scored (probabilities renormalised over them, the argmax among them). A clip whose top
 probability over those classes is below [smoothing] min_confidence is uncertain: plain UAR still
 counts its argmax, coverage and UAR on the covered clips leave it out. A clip without speech is
-counted under no_speech and is not a prediction.
+counted under no_speech and is not a prediction. Clips recorded below the model's sample rate (8 kHz
+telephone audio, upsampled) are counted under below_model_rate, with a warning: their answers differ.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serd.analyze import FileAnalysis, Verdict, analyze_samples
-from serd.audio import load_audio
+from serd.analyze import FileAnalysis, Verdict, analyze_file
 from serd.config import VadConfig, load_config
 from serd.errors import AudioError, SerdError
 from serd.events import UNCERTAIN_LABEL
@@ -99,6 +99,7 @@ class _Tally:
     skipped: int = 0
     unreadable: int = 0
     no_speech: int = 0
+    below_model_rate: int = 0
 
 
 def evaluate_manifests(manifests: list[str], model_path: str | None, config_path: str | None, merges: list[str],
@@ -117,8 +118,11 @@ def evaluate_manifests(manifests: list[str], model_path: str | None, config_path
     if not tally.truths:
         raise SerdError("no clip with speech and one of the classes scored (%d skipped, %d unreadable, %d without speech)"
                         % (tally.skipped, tally.unreadable, tally.no_speech))
+    if tally.below_model_rate:
+        log.warning("%s", below_rate_note(tally.below_model_rate, model.card.sample_rate_hz))
     report = {"clips": len(clips), "n": len(tally.truths), "skipped": tally.skipped, "unreadable": tally.unreadable,
-              "no_speech": tally.no_speech, "min_confidence": min_confidence}
+              "no_speech": tally.no_speech, "below_model_rate": tally.below_model_rate, "model_rate_hz": model.card.sample_rate_hz,
+              "min_confidence": min_confidence}
     report.update(evaluate(tally.truths, np.asarray(tally.rows), labels, undefined=None))
     report.update(_coverage(tally, labels, report["per_class"]))
     return report
@@ -144,11 +148,13 @@ def _score_clips(clips: list[Clip], model: WindowModel, vad: VadConfig, mapping:
         try:
             if clip.speaker not in voices:
                 voices[clip.speaker] = model.new_voice()
-            analysis = analyze_samples(load_audio(clip.path, model.card.sample_rate_hz), model, vad, voices[clip.speaker])
+            analysis = analyze_file(clip.path, model, vad, voices[clip.speaker])
         except AudioError as exc:
             log.warning("%s", exc)
             tally.unreadable += 1
             continue
+        if analysis.source_rate_hz is not None and analysis.source_rate_hz < model.card.sample_rate_hz:
+            tally.below_model_rate += 1
         row = class_row(analysis, model.labels, mapping, labels)
         if row is None:
             tally.no_speech += 1
@@ -187,7 +193,7 @@ def _coverage(tally: _Tally, labels: list[str], per_class: dict[str, dict]) -> d
 
 
 def format_evaluation(report: dict) -> str:
-    """A short text report: headline figures, coverage, per-class table ("-" where undefined), confusion matrix."""
+    """A short text report: headline figures, clips below the model's rate, coverage, per-class table ("-" where undefined), confusion matrix."""
     lines = [
         "clips %d  scored %d  skipped %d  unreadable %d  no speech %d"
         % (report["clips"], report["n"], report["skipped"], report["unreadable"], report["no_speech"]),
@@ -197,6 +203,8 @@ def format_evaluation(report: dict) -> str:
         "",
         "%-10s %9s %7s %6s %8s %9s" % ("class", "precision", "recall", "f1", "support", "coverage"),
     ]
+    if report.get("below_model_rate"):
+        lines.insert(1, below_rate_note(report["below_model_rate"], report["model_rate_hz"]))
     for label in report["labels"]:
         scores = report["per_class"][label]
         lines.append("%-10s %9s %7s %6s %8d %9s" % (label, _score(scores["precision"]), _score(scores["recall"]), _score(scores["f1"]),
@@ -204,6 +212,12 @@ def format_evaluation(report: dict) -> str:
     lines += ["", "confusion (rows true, columns predicted): " + " ".join(label[:4] for label in report["labels"])]
     lines += ["%-10s %s" % (label, " ".join("%4d" % count for count in row)) for label, row in zip(report["labels"], report["confusion"])]
     return "\n".join(lines)
+
+
+def below_rate_note(clips: int, rate_hz: int) -> str:
+    """One line: how many clips were recorded below the model's rate."""
+    return ("%d clip%s recorded below the model's %d Hz (upsampled, with nothing in the upper band): their answers differ "
+            "from full-band audio" % (clips, "" if clips == 1 else "s", rate_hz))
 
 
 def _score(value: float | None) -> str:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import TextIO
 
-from serd.analyze import FileAnalysis, Verdict, analyze_samples
+from serd.analyze import FileAnalysis, Verdict, analyze_file
 from serd.bar import BAR_CELLS, LABEL_WIDTH, confidence_bar
-from serd.audio import load_audio
 from serd.config import VadConfig, load_config
 from serd.errors import AudioError
 from serd.model import WindowModel, load_model
@@ -16,6 +16,8 @@ from serd.model import WindowModel, load_model
 TIME_WIDTH = 8
 CONFIDENCE_WIDTH = len("0.00 ") + BAR_CELLS
 NO_SPEECH = "no speech"
+WARNING_PREFIX = "warning: "
+log = logging.getLogger(__name__)
 _worker: tuple[WindowModel, VadConfig, float] | None = None
 
 
@@ -28,6 +30,8 @@ def analyze_files(paths: list[str], model_path: str | None, config_path: str | N
             print("serd: error: %s" % result, file=sys.stderr)
             failures += 1
             continue
+        for warning in result.warnings:
+            log.warning("%s: %s", path, warning)
         separator = "\n" if shown and not as_json else ""  # an empty line between two files' tables
         out.write(json.dumps({"file": path, **result.to_dict()}) + "\n" if as_json else separator + format_analysis(path, result))
         out.flush()
@@ -56,16 +60,17 @@ def _analyze_one(path: str) -> FileAnalysis | str:
     """One file, or the one-line reason it could not be analysed."""
     model, vad, min_confidence = _worker
     try:
-        return analyze_samples(load_audio(path, model.card.sample_rate_hz), model, vad, min_confidence=min_confidence)
+        return analyze_file(path, model, vad, min_confidence=min_confidence)
     except AudioError as exc:
         return str(exc)
 
 
 def format_analysis(path: str, result: FileAnalysis) -> str:
-    """A table for one file: a row per speech segment (aligned times, label, confidence and bar) and the overall row."""
+    """A table for one file: its warnings, a row per speech segment (aligned times, label, confidence and bar) and the overall row."""
     verdicts = [segment.verdict for segment in result.segments] + [result.overall]
     width = max([LABEL_WIDTH] + [len(verdict.label or NO_SPEECH) for verdict in verdicts])
-    lines = ["%s  %.2f s" % (path, result.duration_s), _table_row(width, "start_s", "end_s", "label", "confidence", "windows")]
+    lines = ["%s  %.2f s" % (path, result.duration_s)] + [WARNING_PREFIX + warning for warning in result.warnings]
+    lines.append(_table_row(width, "start_s", "end_s", "label", "confidence", "windows"))
     for segment in result.segments:
         lines.append(_table_row(width, "%.2f" % segment.start_s, "%.2f" % segment.end_s, *_verdict_cells(segment.verdict), str(segment.windows)))
     windows = sum(segment.windows for segment in result.segments)

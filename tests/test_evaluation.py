@@ -3,6 +3,7 @@
 import functools
 import json
 import shutil
+import subprocess
 import wave
 from pathlib import Path
 
@@ -200,3 +201,20 @@ def test_a_relative_corpus_matches_whole_folder_names_only(tmp_path):
     assert not _lies_in(clip, Path("corpora/rav"))
     assert not _lies_in(clip, Path("other/corpora/ravdess"))
     assert _lies_in(clip, tmp_path / "shared") and not _lies_in(clip, tmp_path / "elsewhere")
+
+
+def test_eval_counts_and_warns_about_clips_recorded_below_the_model_rate(tmp_path, actor_clips):
+    rows = []
+    for index, (path, speaker, emotion) in enumerate(actor_clips[:6]):
+        if index % 2 == 0:  # three of six as a telephone line carries them
+            narrow = tmp_path / ("call-%d.wav" % index)
+            subprocess.run(["sox", "-V1", path, "-r", "8000", str(narrow)], check=True)
+            path = str(narrow)
+        rows.append((path, speaker, emotion))
+    manifest = write_manifest(tmp_path / "m.tsv", rows)
+    report, stderr = eval_json(manifest)
+    note = "3 clips recorded below the model's 16000 Hz"
+    assert report["below_model_rate"] == 3 and report["model_rate_hz"] == SAMPLE_RATE_HZ
+    assert [line for line in stderr.splitlines() if "WARNING" in line and note in line]
+    assert serd("eval", manifest).stdout.splitlines()[1].startswith(note)
+    assert eval_json(write_manifest(tmp_path / "full.tsv", actor_clips[:6]))[0]["below_model_rate"] == 0
