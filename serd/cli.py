@@ -72,8 +72,10 @@ def _add_analyze(commands) -> None:
     analyze = commands.add_parser("analyze", help="speech segments and emotions of audio files (.wav .flac .ogg .mp3)",
                                   description="Speech segments and emotions of audio files: per file a table of segments (start, end, "
                                               "label, confidence and bar, windows) and an overall row; 'uncertain' where the top "
-                                              "probability is below [smoothing] min_confidence, 'no speech' where the VAD heard none.")
-    analyze.add_argument("files", nargs="+", metavar="FILE", help="audio file, its format told by its content; - reads one from standard input")
+                                              "probability is below [smoothing] min_confidence, 'no speech' where the VAD heard none; "
+                                              "a warning line for a file recorded below the model's 16 kHz. Files are read a block at "
+                                              "a time, so memory does not grow with their length.")
+    analyze.add_argument("files", nargs="+", metavar="FILE", help="audio file or FIFO, its format told by its content; - reads one from standard input")
     analyze.add_argument("--json", action="store_true", help="one JSON object per file, one per line")
     analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence (below it: uncertain)")
