@@ -1,8 +1,9 @@
 """Audio files to 16 kHz mono int16, streamed: format by content, WAV read natively, the rest through sox; chunking.
 
 Every format is decoded a block at a time, so a long recording costs no more memory than a short one;
-load_audio() gathers a whole file for callers that want it at once. Resampling and sample formats live
-in serd.resample and serd.pcm (re-exported here for callers of the old single module).
+load_audio() gathers a whole file for callers that want it at once. The WAV parser, the sox decoder,
+opening inputs, resampling and sample formats live in serd.wav, serd.sox, serd.inputs, serd.resample
+and serd.pcm; the names callers use are re-exported here.
 """
 
 from __future__ import annotations
