@@ -1,4 +1,4 @@
-"""ZeroMQ publisher: multipart [topic, JSON] on a bound XPUB socket that counts its drops."""
+"""ZeroMQ publisher: multipart [topic, JSON] on a bound XPUB socket; a full subscriber queue costs only that subscriber."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 IPC_SCHEME = "ipc://"
 TOPIC_ROOT = "serd"
 IPC_DIR_MODE = 0o755
+QUEUE_FULL = "a subscriber's queue is full (high-water mark): it misses events until it reads again; the others get them"
 
 _bound_here: collections.Counter[str] = collections.Counter()  # ipc paths bound by this process (reloads)
 _bound_here_lock = threading.Lock()
@@ -33,11 +34,13 @@ def zmq_topic(device: str, event_type: str) -> str:
 
 
 class ZmqPublisher:
-    """Binds an XPUB socket (PUB semantics) with XPUB_NODROP, so a full subscriber queue is seen and counted.
+    """Binds an XPUB socket (PUB semantics): each subscriber has its own queue of high_water_mark messages.
 
-    A plain PUB socket discards silently at the high-water mark; XPUB_NODROP makes a non-blocking send
-    fail with EAGAIN instead. One stalled subscriber therefore makes events drop for all subscribers,
-    and every such event is counted.
+    Sends never block. The socket runs with XPUB_NODROP, so a send that some subscriber's full queue
+    cannot take fails instead of vanishing: that event is counted as dropped and sent again without
+    NODROP, which reaches every subscriber but the full ones. ZeroMQ then passes the full subscriber
+    by, without telling, until it has read half its queue, so `dropped` is a lower bound of what slow
+    subscribers missed: non-zero means some subscriber lost events, not how many.
     """
 
     name = "zmq"
@@ -54,7 +57,7 @@ class ZmqPublisher:
 
     @property
     def dropped(self) -> int:
-        """Events not sent because a subscriber's queue was full or the socket is closed."""
+        """Events some subscriber missed because its queue was full (a lower bound), or that the closed socket refused."""
         return self._drops.count
 
     def _bind(self, high_water_mark: int) -> zmq.Socket:
@@ -88,14 +91,28 @@ class ZmqPublisher:
                 return
             self._drain_subscriptions()
             try:
-                self._socket.send_multipart(frames, zmq.NOBLOCK)
-            except zmq.Again:
-                self._drops.drop("a subscriber's queue is full (high-water mark)")
+                self._send(frames)
             except zmq.ZMQError as exc:
                 self._drops.drop("send failed: %s" % exc)
 
+    def _send(self, frames: list[bytes]) -> None:
+        """Send to every subscriber; when some queue is full, count the event and send it to the others."""
+        try:
+            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            return
+        except zmq.Again:
+            self._drops.drop(QUEUE_FULL)
+        self._socket.setsockopt(zmq.XPUB_NODROP, 0)
+        try:
+            self._socket.send_multipart(frames, zmq.NOBLOCK)
+        finally:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+
     def _drain_subscriptions(self) -> None:
-        """Read the subscription messages XPUB hands up, so they do not pile up in memory."""
+        """Read the subscription messages XPUB hands up, so they do not pile up in memory.
+
+        A non-blocking read also lets the socket take in its pending commands, among them the news that
+        a subscriber's queue has room again."""
         try:
             while True:
                 self._socket.recv(zmq.NOBLOCK)
