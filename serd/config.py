@@ -70,6 +70,7 @@ class ZmqConfig:
     enabled: bool = doc("publish events on ZeroMQ", True)
     endpoint: str = doc("PUB endpoint, ipc://PATH or tcp://HOST:PORT; empty = ipc in the runtime directory", "")
     high_water_mark: int = doc("messages queued per subscriber before new ones are dropped", 1000)
+    connect_wait_ms: int = doc("file and stdin sources: longest wait after binding for waiting subscribers to join, in ms", 500)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ RULES = (
     ("smoothing", "min_confidence", lambda v: 0.0 <= v < 1.0, "must be in [0, 1)"),
     ("smoothing", "state_interval_ms", lambda v: v > 0, "must be positive"),
     ("zmq", "high_water_mark", lambda v: v >= 1, "must be at least 1"),
+    ("zmq", "connect_wait_ms", lambda v: 0 <= v <= 10000, "must be 0 to 10000"),
     ("mqtt", "port", lambda v: 1 <= v <= 65535, "must be 1 to 65535"),
     ("mqtt", "qos", lambda v: v in (0, 1, 2), "must be 0, 1 or 2"),
     ("mqtt", "keepalive_s", lambda v: v >= 5, "must be at least 5"),

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from serd.capture import make_source
-from serd.config import Config, device_id, load_config
+from serd.config import Config, device_id, load_config, zmq_endpoint
 from serd.errors import SerdError
 from serd.events import Event, Status
 from serd.model import WindowModel, load_model
@@ -52,6 +52,7 @@ class Daemon:
     def run(self) -> int:
         """Serve until stopped; returns the process exit code."""
         self._install_signals()
+        self._wait_for_subscribers()
         self._last_status_s = time.monotonic()
         self._publish([self._status("starting", "model %s" % self.model.card.name)])
         self._start_source()
@@ -77,6 +78,11 @@ class Daemon:
         signal.signal(signal.SIGTERM, lambda *_: self.request_stop(EXIT_OK))
         signal.signal(signal.SIGINT, lambda *_: self.request_stop(EXIT_INTERRUPTED))
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
+
+    def _wait_for_subscribers(self) -> None:
+        """A file or stdin source starts only once waiting subscribers have joined (bounded); a microphone never waits."""
+        if self.config.source.source != "mic":
+            self.publishers.wait_for_subscribers()
 
     def _step(self) -> None:
         """One turn of the loop: process new audio, then housekeeping."""
@@ -211,11 +217,13 @@ class Daemon:
         """Swap in what changed: model, pipeline settings, publishers, source."""
         old = self.config
         model = load_model(new.model.path) if new.model != old.model else self.model
+        rebuild = (model, new.vad, new.smoothing, device_id(new)) != (self.model, old.vad, old.smoothing, device_id(old))
+        if rebuild:
+            self._drain()  # open speech ends under the running device id, on the running publishers
         if (new.zmq, new.mqtt, new.stdout, device_id(new)) != (old.zmq, old.mqtt, old.stdout, device_id(old)):
             self._swap_publishers(new, old)
         logging.getLogger().setLevel(new.daemon.log_level.upper())
-        if (model, new.vad, new.smoothing, device_id(new)) != (self.model, old.vad, old.smoothing, device_id(old)):
-            self._drain()
+        if rebuild:
             self.pipeline = Pipeline.from_config(self.ring, model, new, device_id(new), self.pipeline.consumed_index)
         self.model, self.config = model, new
         if replace(new.source, ring_s=old.source.ring_s) != old.source:
@@ -224,14 +232,18 @@ class Daemon:
         self._publish([self._status("running", "configuration reloaded")])
 
     def _swap_publishers(self, new: Config, old: Config) -> None:
-        """Close the old publishers first (a tcp:// endpoint binds once), then open the new ones;
-        if they cannot be opened, reopen the old ones and report the error."""
-        self.publishers.close()
+        """Keep the ZeroMQ socket when its endpoint stays (subscribers stay connected); close the other old
+        publishers first (a tcp:// endpoint binds once), then open the new ones; if they cannot be opened,
+        reopen the old ones and report the error."""
+        kept_zmq = self.publishers.zmq_publisher(zmq_endpoint(new)) if new.zmq.enabled else None
+        self.publishers.close(keep=kept_zmq)
         try:
-            self.publishers = Fanout(make_publishers(new))
+            self.publishers = Fanout(make_publishers(new, kept_zmq))
         except SerdError:
-            self.publishers = Fanout(make_publishers(old))
+            self.publishers = Fanout(make_publishers(old, kept_zmq))
             raise
+        finally:
+            self._wait_for_subscribers()
 
     def _restart_source(self) -> None:
         """Stop the current source and open the newly configured one."""

@@ -42,6 +42,7 @@ BAD_VALUES = {
     ("smoothing", "min_confidence"): "nan",
     ("smoothing", "state_interval_ms"): "0",
     ("zmq", "high_water_mark"): "0",
+    ("zmq", "connect_wait_ms"): "-1",
     ("mqtt", "port"): "65536",
     ("mqtt", "qos"): "3",
     ("mqtt", "keepalive_s"): "4",

@@ -1,5 +1,7 @@
-"""The daemon as systemd runs it: a real `serd run` subprocess, a real NOTIFY_SOCKET, real signals."""
+"""The daemon as systemd runs it: a real `serd run` subprocess, a real NOTIFY_SOCKET, real signals, real ZeroMQ subscribers."""
 
+import contextlib
+import json
 import os
 import signal
 import socket
@@ -10,8 +12,11 @@ import time
 
 import numpy as np
 import pytest
+import zmq
 
 from serd.audio import load_audio
+from serd.events import from_dict
+from tests.support_cli import serd
 
 WATCHDOG_USEC = 400_000
 CHUNK_SAMPLES = 1600  # 100 ms
@@ -76,21 +81,30 @@ class Feeder:
             time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def daemon_on_stdin(tmp_path, clip, env):
+    """`serd run --source stdin` with a config file in tmp_path, fed clip in a loop in real time."""
+    config = tmp_path / "serd.conf"
+    config.write_text("[zmq]\nendpoint = ipc://%s/events\n[daemon]\nstatus_interval_s = 0.5\n" % tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--source", "stdin"],
+                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env, OPENBLAS_NUM_THREADS="1"))
+    feeder = Feeder(process.stdin, load_audio(clip))
+    try:
+        yield process, feeder, config
+    finally:
+        feeder.stopped = True
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
 @pytest.fixture
 def service(tmp_path, ravdess_clip):
     notify = NotifySocket(tmp_path / "notify")
-    config = tmp_path / "serd.conf"
-    config.write_text("[zmq]\nendpoint = ipc://%s/events\n[daemon]\nstatus_interval_s = 0.5\n" % tmp_path)
-    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC=str(WATCHDOG_USEC), OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC=str(WATCHDOG_USEC))
     env.pop("WATCHDOG_PID", None)
-    process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--source", "stdin"],
-                               stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    feeder = Feeder(process.stdin, load_audio(ravdess_clip))
-    yield process, notify, feeder, config
-    feeder.stopped = True
-    if process.poll() is None:
-        process.kill()
-    process.wait()
+    with daemon_on_stdin(tmp_path, ravdess_clip, env) as (process, feeder, config):
+        yield process, notify, feeder, config
 
 
 def test_ready_watchdog_reload_and_stop(service):
@@ -134,3 +148,67 @@ def test_sigint_stops_with_exit_2(service):
     notify.wait_for("READY=1")
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=5) == 2
+
+
+class Subscriber:
+    """A real SUB socket on the daemon's endpoint; remembers every (topic, event) it has read."""
+
+    def __init__(self, endpoint):
+        self.context = zmq.Context()
+        self.sock = self.context.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"serd/")
+        self.sock.connect(endpoint)
+        self.seen = []
+
+    def read(self, timeout_ms):
+        """One message, or None when none comes within timeout_ms."""
+        if not self.sock.poll(timeout_ms):
+            return None
+        topic, body = self.sock.recv_multipart()
+        self.seen.append((topic.decode(), from_dict(json.loads(body))))
+        return body
+
+    def wait_for(self, predicate, what, timeout_s=20.0):
+        deadline_s = time.monotonic() + timeout_s
+        while time.monotonic() < deadline_s:
+            if self.read(100) is not None and predicate(self.seen[-1][1]):
+                return self.seen[-1][1]
+        raise AssertionError("no %s event within %.0f s (got %r)" % (what, timeout_s, [e.type for _, e in self.seen[-5:]]))
+
+    def close(self):
+        self.sock.close(linger=0)
+        self.context.term()
+
+
+def test_a_subscriber_waiting_before_a_fast_file_run_gets_every_event(tmp_path, ravdess_clip):
+    endpoint = "ipc://%s/events" % tmp_path
+    sub = Subscriber(endpoint)
+    try:
+        run = serd("run", "--source", "file:%s" % ravdess_clip, "--zmq", endpoint, "--stdout", "--device-id", "fast")
+        bodies = []
+        while (body := sub.read(200)) is not None:
+            bodies.append(body)
+    finally:
+        sub.close()
+    assert run.returncode == 0, run.stderr.decode()
+    printed = run.stdout.splitlines()
+    assert [e.type for e in map(from_dict, map(json.loads, printed))].count("speech-started") >= 1
+    assert bodies == printed, "ZeroMQ carries every event stdout printed, from the first 'starting' status"
+
+
+def test_reload_that_renames_the_device_loses_no_zmq_event(tmp_path, ravdess_clip):
+    env = {key: value for key, value in os.environ.items() if key != "NOTIFY_SOCKET"}
+    sub = Subscriber("ipc://%s/events" % tmp_path)
+    try:
+        with daemon_on_stdin(tmp_path, ravdess_clip, env) as (process, _, config):
+            started = sub.wait_for(lambda e: e.type == "speech-started", "speech-started")
+            config.write_text(config.read_text() + "device_id = renamed\n")
+            process.send_signal(signal.SIGHUP)
+            reloaded = sub.wait_for(lambda e: e.type == "status" and e.message == "configuration reloaded",
+                                    "reload status", timeout_s=5.0)
+    finally:
+        sub.close()
+    assert reloaded.device == "renamed"
+    ended = [e for _, e in sub.seen if e.type == "speech-ended"]
+    assert started.segment in [e.segment for e in ended], "the open segment's end reaches the subscriber"
+    assert all(topic == "serd/%s/%s" % (e.device, e.type) for topic, e in sub.seen), "topics name each event's device"

@@ -119,6 +119,30 @@ def test_a_subscriber_that_never_reads_costs_only_itself(tmp_path, context):
     assert stalled_at is not None, "the subscriber that never reads filled its queue and that was counted"
 
 
+def test_waiting_subscriber_joins_before_the_first_event(tmp_path, context):
+    endpoint = "ipc://%s/events" % tmp_path
+    sub = subscriber(context, endpoint)
+    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100, connect_wait_ms=5000)
+    began_s = time.monotonic()
+    assert pub.wait_for_subscribers() >= 1
+    assert time.monotonic() - began_s < 2.0, "the wait ends once the waiting subscriber has joined"
+    pub.publish(emotion())
+    assert sub.poll(1000)
+    assert from_dict(json.loads(sub.recv_multipart()[1])) == emotion()
+    pub.close()
+
+
+def test_wait_for_subscribers_is_bounded(tmp_path):
+    pub = ZmqPublisher("ipc://%s/events" % tmp_path, DEVICE, high_water_mark=100, connect_wait_ms=300)
+    began_s = time.monotonic()
+    assert pub.wait_for_subscribers() == 0
+    assert 0.25 <= time.monotonic() - began_s < 1.0
+    began_s = time.monotonic()
+    assert pub.wait_for_subscribers() == 0
+    assert time.monotonic() - began_s < 0.05, "the wait counts from the bind, so a second one returns at once"
+    pub.close()
+
+
 def test_close_is_bounded_with_a_stalled_subscriber_and_removes_the_socket(tmp_path, context):
     path = tmp_path / "events"
     pub = ZmqPublisher("ipc://%s" % path, DEVICE, high_water_mark=1000)

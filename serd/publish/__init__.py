@@ -20,21 +20,33 @@ log = logging.getLogger(__name__)
 MIN_CLOSE_S = 0.1
 
 
-def make_publishers(config: Config) -> list[Publisher]:
-    """The enabled publishers, connected or bound; a bad endpoint or credential raises ConfigError."""
+def make_publishers(config: Config, running_zmq: ZmqPublisher | None = None) -> list[Publisher]:
+    """The enabled publishers, connected or bound; a bad endpoint or credential raises ConfigError.
+
+    running_zmq, a ZeroMQ publisher already bound to the configured endpoint, is kept (its subscribers
+    stay connected) and takes the new device id and settings; it is never closed here."""
     device = device_id(config)
     publishers: list[Publisher] = []
     try:
         if config.zmq.enabled:
-            publishers.append(ZmqPublisher(zmq_endpoint(config), device, config.zmq.high_water_mark))
+            publishers.append(_zmq_publisher(config, device, running_zmq))
         if config.mqtt.enabled:
             publishers.append(MqttPublisher(config.mqtt, device))
         if config.stdout.enabled:
             publishers.append(StdoutPublisher())
     except Exception:
-        Fanout(publishers).close()
+        Fanout(publishers).close(keep=running_zmq)
         raise
     return publishers
+
+
+def _zmq_publisher(config: Config, device: str, running: ZmqPublisher | None) -> ZmqPublisher:
+    """The running ZeroMQ publisher if it is bound to the configured endpoint, else a newly bound one."""
+    settings = config.zmq
+    if running is not None and running.endpoint == zmq_endpoint(config):
+        running.retarget(device, settings.high_water_mark, settings.connect_wait_ms)
+        return running
+    return ZmqPublisher(zmq_endpoint(config), device, settings.high_water_mark, connect_wait_ms=settings.connect_wait_ms)
 
 
 class Fanout:
@@ -52,14 +64,26 @@ class Fanout:
             except Exception as exc:  # a publisher bug must not stop the pipeline
                 self._faults[publisher.name].drop("publish raised %s: %s" % (exc.__class__.__name__, exc))
 
+    def wait_for_subscribers(self) -> None:
+        """Let subscribers that waited for a ZeroMQ bind join before events flow (bounded: [zmq] connect_wait_ms)."""
+        for publisher in self.publishers:
+            if isinstance(publisher, ZmqPublisher):
+                publisher.wait_for_subscribers()
+
+    def zmq_publisher(self, endpoint: str) -> ZmqPublisher | None:
+        """The ZeroMQ publisher bound to endpoint, if there is one (a reload keeps it)."""
+        return next((p for p in self.publishers if isinstance(p, ZmqPublisher) and p.endpoint == endpoint), None)
+
     def dropped_counts(self) -> dict[str, int]:
         """Dropped events per publisher name (what status events report)."""
         return {p.name: p.dropped + self._faults[p.name].count for p in self.publishers}
 
-    def close(self, timeout_s: float = 2.0) -> None:
-        """Close every publisher within one shared deadline."""
+    def close(self, timeout_s: float = 2.0, keep: Publisher | None = None) -> None:
+        """Close every publisher but `keep` (one a reload goes on using) within one shared deadline."""
         deadline_s = time.monotonic() + timeout_s
         for publisher in self.publishers:
+            if publisher is keep:
+                continue
             remaining_s = max(MIN_CLOSE_S, deadline_s - time.monotonic())
             try:
                 publisher.close(remaining_s)

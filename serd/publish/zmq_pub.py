@@ -9,6 +9,7 @@ import os
 import socket
 import stat
 import threading
+import time
 from pathlib import Path
 
 import zmq
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 IPC_SCHEME = "ipc://"
 TOPIC_ROOT = "serd"
 IPC_DIR_MODE = 0o755
+JOIN_WINDOW_MS = 250  # subscribers waiting for the bind retry within 100-200 ms (ZeroMQ's reconnect interval and jitter)
+JOIN_POLL_MS = 10
+SUBSCRIBE = 1  # first byte of a subscription message
 QUEUE_FULL = "a subscriber's queue is full (high-water mark): it misses events until it reads again; the others get them"
 
 _bound_here: collections.Counter[str] = collections.Counter()  # ipc paths bound by this process (reloads)
@@ -45,25 +49,61 @@ class ZmqPublisher:
 
     name = "zmq"
 
-    def __init__(self, endpoint: str, device: str, high_water_mark: int, linger_ms: int = 500) -> None:
+    def __init__(self, endpoint: str, device: str, high_water_mark: int, linger_ms: int = 500,
+                 connect_wait_ms: int = 0) -> None:
         self.endpoint = endpoint
         self._device = device
         self._linger_ms = linger_ms
+        self._connect_wait_ms = connect_wait_ms
         self._drops = DropCounter(self.name)
         self._lock = threading.Lock()
         self._ipc_inode: int | None = None
+        self._subscriptions = 0
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = self._bind(high_water_mark)
+        self._bound_s = time.monotonic()
 
     @property
     def dropped(self) -> int:
         """Events some subscriber missed because its queue was full (a lower bound), or that the closed socket refused."""
         return self._drops.count
 
+    def retarget(self, device: str, high_water_mark: int, connect_wait_ms: int) -> None:
+        """Take a reloaded configuration on the same socket: subscribers stay connected and miss nothing."""
+        with self._lock:
+            self._device = device
+            self._connect_wait_ms = connect_wait_ms
+            if self._socket is not None:
+                self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
+
+    def wait_for_subscribers(self) -> int:
+        """Give subscribers that waited for the bind time to join; returns the subscriptions seen so far.
+
+        They join within JOIN_WINDOW_MS of the bind, so the wait ends once one has joined and that window
+        has passed, and at the latest connect_wait_ms after the bind (at once when that is over)."""
+        deadline_s = self._bound_s + self._connect_wait_ms / 1000
+        window_s = self._bound_s + min(JOIN_WINDOW_MS, self._connect_wait_ms) / 1000
+        if time.monotonic() >= deadline_s:
+            return self._subscriptions
+        while True:
+            now_s = time.monotonic()
+            if now_s >= deadline_s or (self._subscriptions and now_s >= window_s):
+                break
+            with self._lock:
+                if self._socket is None:
+                    break
+                if self._socket.poll(JOIN_POLL_MS):
+                    self._drain_subscriptions()
+        if not self._subscriptions:
+            log.info("zmq: no subscriber joined within %d ms of the bind; events go to nobody until one does",
+                     self._connect_wait_ms)
+        return self._subscriptions
+
     def _bind(self, high_water_mark: int) -> zmq.Socket:
         """Create the socket and bind it, preparing the ipc path first; errors name the endpoint."""
         sock = self._context.socket(zmq.XPUB)
         sock.setsockopt(zmq.XPUB_NODROP, 1)
+        sock.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscriber's subscription comes up, not only a topic's first
         sock.setsockopt(zmq.SNDHWM, high_water_mark)
         sock.setsockopt(zmq.LINGER, self._linger_ms)
         try:
@@ -109,13 +149,15 @@ class ZmqPublisher:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
 
     def _drain_subscriptions(self) -> None:
-        """Read the subscription messages XPUB hands up, so they do not pile up in memory.
+        """Read (and count) the subscription messages XPUB hands up, so they do not pile up in memory.
 
         A non-blocking read also lets the socket take in its pending commands, among them the news that
         a subscriber's queue has room again."""
         try:
             while True:
-                self._socket.recv(zmq.NOBLOCK)
+                message = self._socket.recv(zmq.NOBLOCK)
+                if message[:1] == bytes([SUBSCRIBE]):
+                    self._subscriptions += 1
         except zmq.Again:
             return
 
