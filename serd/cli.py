@@ -1,4 +1,4 @@
-"""Command-line front doors: run, analyze, eval, monitor, devices, check-config."""
+"""Command-line front doors: run, analyze, eval, monitor, web, devices, check-config."""
 
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(commands)
     _add_eval(commands)
     _add_monitor(commands)
+    _add_web(commands)
     commands.add_parser("devices", help="list the capture devices PyAudio sees")
     check = commands.add_parser("check-config", help="validate a config file and print the effective configuration")
     check.add_argument("config", nargs="?", default=None, help="INI file (default: built-in defaults)")
@@ -108,6 +109,20 @@ def _add_monitor(commands) -> None:
     where.add_argument("--zmq", metavar="ENDPOINT", help="ZeroMQ endpoint, ipc://PATH or tcp://HOST:PORT (default: the daemon's default ipc endpoint)")
     where.add_argument("--mqtt", metavar="HOST[:PORT]", help="MQTT broker to subscribe to")
     monitor.add_argument("--json", action="store_true", help="print the events' JSON unchanged")
+
+
+def _add_web(commands) -> None:
+    """serd web."""
+    web = commands.add_parser("web", help="the analysis page and HTTP API in a browser (needs the [web] extra)",
+                              description="Serve the analysis page (/) and the HTTP API: POST /api/analyze (an audio file: "
+                                          "what analyze --json prints, plus a per-window timeline), GET /api/health. "
+                                          "Errors are JSON {\"error\": ...}: 400 bad file, 401 no token, 413 over [web] "
+                                          "max_upload_mb, 415 not audio, 503 [web] max_concurrent analyses running. Loopback "
+                                          "only unless [web] token_file is set. Needs pip install 'serd[web]'.")
+    web.add_argument("--listen", metavar="HOST:PORT", help="address to serve on (default 127.0.0.1:8765; port 0: any free one); "
+                     "a non-loopback address needs [web] token_file")
+    web.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    web.add_argument("--config", metavar="FILE", help="config file: [web] limits and token, [vad] and [smoothing] min_confidence as analyze")
 
 
 def positive_int(text: str) -> int:
@@ -231,6 +246,13 @@ def monitor_endpoint(default: str) -> str:
     return default
 
 
+def cmd_web(args: argparse.Namespace) -> int:
+    """serd web."""
+    from serd.web.main import run_web
+
+    return run_web(args.listen, args.model, args.config)
+
+
 def cmd_devices(args: argparse.Namespace) -> int:
     """serd devices."""
     from serd.capture import list_devices
@@ -257,6 +279,7 @@ COMMANDS = {
     "analyze": cmd_analyze,
     "eval": cmd_eval,
     "monitor": cmd_monitor,
+    "web": cmd_web,
     "devices": cmd_devices,
     "check-config": cmd_check_config,
 }

@@ -1,0 +1,87 @@
+"""The aiohttp application: GET /api/health, POST /api/analyze; errors as JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+from serd.web.access import authorised
+from serd.web.service import Analyzer, RequestError
+from serd.web.upload import receive
+
+log = logging.getLogger("serd.web")
+
+API_PREFIX = "/api/"
+TEMP_PREFIX = "serd-web-"
+RETRY_AFTER_S = 1
+TRUE_WORDS = ("1", "yes", "true")
+ANALYZER = web.AppKey("analyzer", Analyzer)
+TOKEN = web.AppKey("token", str)
+
+
+def make_app(analyzer: Analyzer, token: str | None) -> web.Application:
+    """Routes and middlewares; token: the bearer token every /api/ request must carry (None: none)."""
+    app = web.Application(middlewares=[json_errors, bearer_token])
+    app[ANALYZER] = analyzer
+    app[TOKEN] = token
+    app.router.add_get("/api/health", health)
+    app.router.add_post("/api/analyze", analyze)
+    return app
+
+
+def error_response(status: int, message: str, headers: dict | None = None) -> web.Response:
+    """{"error": message} with status."""
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """RequestError, and under /api/ any HTTP error, as {"error": "..."}; the unexpected as a 500 that says so."""
+    try:
+        return await handler(request)
+    except RequestError as exc:
+        headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status == 503 else None
+        return error_response(exc.status, str(exc), headers)
+    except web.HTTPException as exc:
+        if not request.path.startswith(API_PREFIX) or exc.status < 400:
+            raise
+        return error_response(exc.status, "%s %s: %s" % (request.method, request.path, exc.reason.lower()))
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:  # a bug: logged with its traceback, answered in one line
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, "internal error (the server log has the details)")
+
+
+@web.middleware
+async def bearer_token(request: web.Request, handler) -> web.StreamResponse:
+    """/api/ requests need `Authorization: Bearer <token>` when a token is set."""
+    token = request.app[TOKEN]
+    if request.path.startswith(API_PREFIX) and not authorised(request.headers.get("Authorization"), token):
+        return error_response(401, "unauthorised: this server needs `Authorization: Bearer <token>` ([web] token_file)",
+                              {"WWW-Authenticate": "Bearer"})
+    return await handler(request)
+
+
+async def health(request: web.Request) -> web.Response:
+    """Version, model, and how busy the server is."""
+    return web.json_response(request.app[ANALYZER].health())
+
+
+async def analyze(request: web.Request) -> web.Response:
+    """The uploaded file's analysis; the upload lives in a temporary directory removed before the response."""
+    analyzer = request.app[ANALYZER]
+    if not analyzer.gate.try_enter():
+        raise RequestError(503, analyzer.busy_message())
+    try:
+        with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as directory:
+            upload = await receive(request, Path(directory), analyzer.max_upload_bytes, analyzer.too_large_message(request.content_length))
+            display = request.query.get("display", "").lower() in TRUE_WORDS
+            result = await asyncio.get_running_loop().run_in_executor(None, analyzer.analyze, upload.path, upload.name, display)
+    finally:
+        analyzer.gate.leave()
+    return web.json_response(result)

@@ -1,0 +1,53 @@
+"""Running the application on a TCP address until a signal, and saying where on stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import TextIO
+
+from aiohttp import web
+
+from serd.errors import SerdError
+from serd.web.access import ListenAddress
+from serd.web.app import make_app
+from serd.web.service import Analyzer
+
+EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2
+SHUTDOWN_TIMEOUT_S = 5.0
+
+
+def serve(analyzer: Analyzer, token: str | None, address: ListenAddress, notices: TextIO) -> int:
+    """Serve until SIGTERM (exit 0) or SIGINT (exit 2)."""
+    note = " (the API needs the bearer token of [web] token_file)" if token is not None else ""
+    return asyncio.run(_serve(make_app(analyzer, token), address, note, notices))
+
+
+async def _serve(app: web.Application, address: ListenAddress, note: str, notices: TextIO) -> int:
+    """Bind, announce the URL, wait for a signal, close."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, address.host, address.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise SerdError("cannot listen on %s:%d: %s" % (address.host, address.port, exc.strerror or exc)) from None
+    port = runner.addresses[0][1]
+    notices.write("serd web: %s%s\n" % (address.url(port), note))
+    notices.flush()
+    received = await _signal_received()
+    await runner.cleanup()
+    return EXIT_INTERRUPTED if received == signal.SIGINT else EXIT_STOPPED
+
+
+async def _signal_received() -> int:
+    """Wait for SIGINT or SIGTERM; return which came."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[int] = loop.create_future()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, lambda s=signum: received.done() or received.set_result(s))
+    try:
+        return await received
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,114 @@
+"""A real `serd web` in a subprocess, and plain HTTP requests to it (urllib, hand-made multipart bodies)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SERD = [sys.executable, "-m", "serd.cli"]
+URL_LINE = re.compile(r"^serd web: (http://\S+)", re.MULTILINE)
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+REQUEST_TIMEOUT_S = 60.0
+
+
+@dataclass
+class WebServer:
+    """A running serd web: its process, its URL and the scratch directory it was given as TMPDIR."""
+
+    process: subprocess.Popen
+    url: str
+    temp_dir: Path
+    stderr_path: Path
+
+    def stop(self) -> int:
+        """SIGTERM, then wait; the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def start_web(tmp_path: Path, config_text: str = "", listen: str = "127.0.0.1:0", *extra: str) -> WebServer:
+    """serd web on a free port with config_text as its config file; returns once it says its URL."""
+    config = tmp_path / "web.conf"
+    config.write_text(config_text)
+    temp_dir = tmp_path / "server-tmp"
+    temp_dir.mkdir(exist_ok=True)
+    stderr_path = tmp_path / "web.stderr"
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", TMPDIR=str(temp_dir))
+    with stderr_path.open("wb") as stderr:
+        process = subprocess.Popen(SERD + ["web", "--listen", listen, "--config", str(config), *extra],
+                                   stdout=subprocess.DEVNULL, stderr=stderr, env=env)
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = URL_LINE.search(stderr_path.read_text())
+        if found:
+            return WebServer(process, found.group(1), temp_dir, stderr_path)
+        if process.poll() is not None:
+            raise AssertionError("serd web exited %s: %s" % (process.returncode, stderr_path.read_text()))
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError("serd web said no URL within %.0f s: %s" % (START_TIMEOUT_S, stderr_path.read_text()))
+
+
+@dataclass
+class Answer:
+    """An HTTP response: status, headers and the body parsed as JSON (None if it is not JSON)."""
+
+    status: int
+    headers: dict
+    body: object
+
+
+def request(url: str, data: bytes | None = None, headers: dict | None = None, method: str | None = None) -> Answer:
+    """One HTTP request; error statuses are answers too."""
+    req = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT_S) as response:
+            return _answer(response.status, dict(response.headers), response.read())
+    except urllib.error.HTTPError as error:
+        return _answer(error.code, dict(error.headers), error.read())
+
+
+def _answer(status: int, headers: dict, raw: bytes) -> Answer:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    return Answer(status, headers, body)
+
+
+def multipart(field: str, filename: str, content: bytes, content_type: str = "application/octet-stream") -> tuple[bytes, dict]:
+    """A multipart/form-data body with one file field, and its Content-Type header."""
+    boundary = uuid.uuid4().hex
+    head = ('--%s\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\nContent-Type: %s\r\n\r\n'
+            % (boundary, field, filename, content_type)).encode()
+    body = head + content + ("\r\n--%s--\r\n" % boundary).encode()
+    return body, {"Content-Type": "multipart/form-data; boundary=%s" % boundary}
+
+
+def upload(server_url: str, path: Path, query: str = "", headers: dict | None = None) -> Answer:
+    """POST /api/analyze with the file as the multipart field `file`."""
+    body, content_type = multipart("file", path.name, path.read_bytes())
+    return request(server_url + "api/analyze" + query, body, {**content_type, **(headers or {})})
+
+
+def serd_analyze_json(path: Path) -> dict:
+    """What `serd analyze --json` prints for one file."""
+    result = subprocess.run(SERD + ["analyze", "--json", str(path)], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), check=True)
+    return json.loads(result.stdout)
