@@ -216,6 +216,7 @@ def test_with_a_token_every_api_request_needs_it(tmp_path, ravdess_clip):
         assert upload(local, ravdess_clip).status == 401
         assert request(local + "api/health", headers={"Authorization": "Bearer s3cret-token"}).status == 200
         assert upload(local, ravdess_clip, headers={"Authorization": "Bearer s3cret-token"}).status == 200
+        assert request(local).status == 200, "the page itself holds no data and needs no token"
     finally:
         web.stop()
 

@@ -1,4 +1,4 @@
-"""The aiohttp application: GET /api/health, POST /api/analyze; errors as JSON."""
+"""The aiohttp application: the page and its assets, GET /api/health, POST /api/analyze; errors as JSON."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from serd.web.upload import receive
 
 log = logging.getLogger("serd.web")
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 API_PREFIX = "/api/"
 TEMP_PREFIX = "serd-web-"
 RETRY_AFTER_S = 1
@@ -28,6 +29,8 @@ def make_app(analyzer: Analyzer, token: str | None) -> web.Application:
     app = web.Application(middlewares=[json_errors, bearer_token])
     app[ANALYZER] = analyzer
     app[TOKEN] = token
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/analyze", analyze)
     return app
@@ -59,12 +62,17 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def bearer_token(request: web.Request, handler) -> web.StreamResponse:
-    """/api/ requests need `Authorization: Bearer <token>` when a token is set."""
+    """/api/ requests need `Authorization: Bearer <token>` when a token is set; the page and its assets do not."""
     token = request.app[TOKEN]
     if request.path.startswith(API_PREFIX) and not authorised(request.headers.get("Authorization"), token):
         return error_response(401, "unauthorised: this server needs `Authorization: Bearer <token>` ([web] token_file)",
                               {"WWW-Authenticate": "Bearer"})
     return await handler(request)
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    """The analysis page."""
+    return web.FileResponse(STATIC_DIR / "index.html")
 
 
 async def health(request: web.Request) -> web.Response:
