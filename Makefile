@@ -4,9 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # apt packages: what running needs (PyAudio's build and library, the demo's speech), then what testing adds
-# (the MQTT broker, a virtual microphone, mp3/ogg decoding, the unit's checks and its seccomp policy)
+# (the MQTT broker, a virtual microphone, mp3/ogg decoding, the unit's checks and its seccomp policy, a browser for serd web's page)
 RUN_PACKAGES := portaudio19-dev libportaudio2 espeak-ng sox
-TEST_PACKAGES := mosquitto pulseaudio pulseaudio-utils libasound2-plugins libsox-fmt-all systemd python3-seccomp
+TEST_PACKAGES := mosquitto pulseaudio pulseaudio-utils libasound2-plugins libsox-fmt-all systemd python3-seccomp chromium
 export OPENBLAS_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -52,7 +52,7 @@ $(VENV)/.runtime: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PY) -m pip install -q -e ".[dev,train]"
+	$(PY) -m pip install -q -e ".[dev,train,web]"
 	touch $@
 
 venv: $(VENV)/.runtime
