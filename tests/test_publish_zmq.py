@@ -33,6 +33,20 @@ def context():
     ctx.destroy(linger=0)
 
 
+@pytest.fixture
+def publisher(tmp_path):
+    """Makes ZmqPublishers on tmp_path/events and closes them after the test, failed or not."""
+    made = []
+
+    def make(**kwargs):
+        made.append(ZmqPublisher("ipc://%s/events" % tmp_path, DEVICE, **kwargs))
+        return made[-1]
+
+    yield make
+    for pub in made:
+        pub.close(timeout_s=0.1)
+
+
 def subscriber(context, endpoint, rcvhwm=1000):
     sub = context.socket(zmq.SUB)
     sub.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -97,9 +111,9 @@ MAX_EVENTS = 20000  # far more than the kernel buffers and queues of a subscribe
 EVENTS_AFTER_STALL = 1000
 
 
-def test_a_subscriber_that_never_reads_costs_only_itself(tmp_path, context):
+def test_a_subscriber_that_never_reads_costs_only_itself(tmp_path, context, publisher):
     endpoint = "ipc://%s/events" % tmp_path
-    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100)
+    pub = publisher(high_water_mark=100)
     dead = subscriber(context, endpoint, rcvhwm=1)
     healthy = subscriber(context, endpoint)
     publish_until_heard(pub, dead, speech_ended())
@@ -115,32 +129,28 @@ def test_a_subscriber_that_never_reads_costs_only_itself(tmp_path, context):
         heard += BATCH_EVENTS
         if stalled_at is None and pub.dropped:
             stalled_at = heard
-    pub.close()
     assert stalled_at is not None, "the subscriber that never reads filled its queue and that was counted"
 
 
-def test_waiting_subscriber_joins_before_the_first_event(tmp_path, context):
-    endpoint = "ipc://%s/events" % tmp_path
-    sub = subscriber(context, endpoint)
-    pub = ZmqPublisher(endpoint, DEVICE, high_water_mark=100, connect_wait_ms=5000)
+def test_waiting_subscriber_joins_before_the_first_event(tmp_path, context, publisher):
+    sub = subscriber(context, "ipc://%s/events" % tmp_path)
+    pub = publisher(high_water_mark=100, connect_wait_ms=5000)
     began_s = time.monotonic()
     assert pub.wait_for_subscribers() >= 1
     assert time.monotonic() - began_s < 2.0, "the wait ends once the waiting subscriber has joined"
     pub.publish(emotion())
     assert sub.poll(1000)
     assert from_dict(json.loads(sub.recv_multipart()[1])) == emotion()
-    pub.close()
 
 
-def test_wait_for_subscribers_is_bounded(tmp_path):
-    pub = ZmqPublisher("ipc://%s/events" % tmp_path, DEVICE, high_water_mark=100, connect_wait_ms=300)
+def test_wait_for_subscribers_is_bounded(publisher):
+    pub = publisher(high_water_mark=100, connect_wait_ms=300)
     began_s = time.monotonic()
     assert pub.wait_for_subscribers() == 0
     assert 0.25 <= time.monotonic() - began_s < 1.0
     began_s = time.monotonic()
     assert pub.wait_for_subscribers() == 0
     assert time.monotonic() - began_s < 0.05, "the wait counts from the bind, so a second one returns at once"
-    pub.close()
 
 
 def test_close_is_bounded_with_a_stalled_subscriber_and_removes_the_socket(tmp_path, context):
