@@ -18,6 +18,7 @@ from serd.whisper import ENCODER_DIM, WhisperEncoder, WhisperLogMel, default_enc
 from tests.test_cli import serd
 
 WHISPER_MEL_TOLERANCE = 1e-4
+CENTRED = Path(__file__).resolve().parent / "data" / "serd-whisper-1.1.0" / "serd-whisper.npz"  # backend 1.1.0: a speaker-centred head
 SAMPLE_RATE_HZ = 16000
 
 
@@ -88,6 +89,12 @@ def test_shipped_backend_analyses_a_clip_and_names_itself(ravdess_clip):
     assert abs(sum(analysis["probabilities"].values()) - 1.0) < 1e-3
 
 
+def test_the_shipped_backend_speaks_the_shared_labels_and_keeps_no_voice_estimate():
+    model = load_model("serd-whisper")
+    assert model.labels == ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised")
+    assert model.voice is None and model.card.label_folding == (("calm", "neutral"),)
+
+
 def test_daemon_runs_the_whisper_backend_on_a_file(ravdess_clip):
     result = serd("run", "--source", "file:%s" % ravdess_clip, "--model", "serd-whisper", "--stdout", "--no-zmq")
     assert result.returncode == 0, result.stderr
@@ -98,7 +105,8 @@ def test_daemon_runs_the_whisper_backend_on_a_file(ravdess_clip):
 
 def test_a_head_that_does_not_fit_the_card_is_a_one_line_error(tmp_path, ravdess_clip):
     card = json.loads(Path(load_model("serd-whisper").path).with_suffix(".json").read_text())
-    np.savez(tmp_path / "bad.npz", mean=np.zeros(3), scale=np.ones(3), weights=np.zeros((3, 8)), bias=np.zeros(8))
+    np.savez(tmp_path / "bad.npz", mean=np.zeros(3), scale=np.ones(3), weights=np.zeros((3, len(card["labels"]))),
+             bias=np.zeros(len(card["labels"])))
     (tmp_path / "bad.json").write_text(json.dumps(card))
     result = serd("analyze", "--model", tmp_path / "bad.npz", ravdess_clip)
     stderr = result.stderr.decode()
@@ -106,10 +114,10 @@ def test_a_head_that_does_not_fit_the_card_is_a_one_line_error(tmp_path, ravdess
     assert len(stderr.strip().splitlines()) == 1
 
 
-def test_shipped_backend_centres_each_window_on_the_voice_heard_so_far(ravdess_clip):
+def test_a_centred_backend_centres_each_window_on_the_voice_heard_so_far(ravdess_clip):
     from serd.speaker import SpeakerPrior, SpeakerStats
 
-    model = load_model("serd-whisper")
+    model = load_model(CENTRED)
     assert model.voice is not None and model.voice.frames_heard == 0
     audio = load_audio(ravdess_clip)[:32000]
     prior = np.full(768, 0.25)
@@ -123,8 +131,8 @@ def test_shipped_backend_centres_each_window_on_the_voice_heard_so_far(ravdess_c
     assert model.voice.frames_heard == 1
 
 
-def test_daemon_with_the_whisper_backend_reports_the_speech_its_voice_estimate_heard(ravdess_clip):
-    result = serd("run", "--source", "file:%s" % ravdess_clip, "--model", "serd-whisper", "--stdout", "--no-zmq")
+def test_daemon_with_a_centred_backend_reports_the_speech_its_voice_estimate_heard(ravdess_clip):
+    result = serd("run", "--source", "file:%s" % ravdess_clip, "--model", CENTRED, "--stdout", "--no-zmq")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.decode().splitlines()]
     windows = sum(1 for e in events if e["type"] in ("emotion-changed", "emotion-state"))
@@ -133,7 +141,7 @@ def test_daemon_with_the_whisper_backend_reports_the_speech_its_voice_estimate_h
 
 
 def test_a_centre_prior_that_does_not_fit_the_encoder_is_a_one_line_error(tmp_path, ravdess_clip):
-    shipped = load_model("serd-whisper")
+    shipped = load_model(CENTRED)
     head = dict(np.load(shipped.path))
     head["centre_prior"] = np.zeros(5)
     np.savez(tmp_path / "bad.npz", **head)

@@ -6,7 +6,7 @@ import numpy as np
 
 from serd.metrics import softmax
 
-TEMPERATURE_GRID = np.round(np.arange(0.5, 5.001, 0.05), 2)
+TEMPERATURE_GRID = np.round(np.arange(0.5, 10.001, 0.05), 2)  # a window head of a big encoder can want T > 5 on unseen corpora
 PROB_FLOOR = 1e-12
 
 

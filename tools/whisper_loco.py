@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tools import corpora, data, loco, loco_scoring, teacher
+from tools import calibrate, corpora, data, loco, loco_scoring, teacher
 
 log = logging.getLogger("tools.whisper_loco")
 
 DOMINANT_SHARE = 0.8  # share of a one-emotion session's clips that carry that emotion
 HEAD_C = teacher.HEAD_C
+BACKEND_VERSION = "2.0.0"  # 2.0: five corpora, the seven shared labels, no speaker centring (it collapses on one-emotion sessions)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,6 +33,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="use only this many clips per speaker (smoke runs)")
     parser.add_argument("--results", type=Path, default=loco.RESULTS, help="results JSON (default: models/loco_results.json)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the encoder")
+    parser.add_argument("--backend-out", type=Path, help="also write the opt-in serd-whisper backend (plain head on every "
+                        "clip, temperature from the LOCO predictions) into this folder")
     return parser.parse_args(argv)
 
 
@@ -86,8 +89,11 @@ def score_corpus(clips, clean, features, centred, fold_of_clip, corpus: int, rng
     out = {}
     for name, x in (("plain", features), ("centred_balanced", centred)):
         head = fit(x[in_train], truth[clean.clip_index[in_train]], weights)
-        probs, seen = loco_scoring.clip_probabilities(head.logits(x), clean.clip_index, len(clips))
+        logits = head.logits(x)
+        probs, seen = loco_scoring.clip_probabilities(logits, clean.clip_index, len(clips))
         out[name] = loco_scoring.uar(truth[test], loco_scoring.predictions(probs[test], seen[test], classes), classes)
+        if name == "plain":
+            plain_logits = np.where(test[clean.clip_index][:, None], logits, 0.0)
         if name == "centred_balanced":
             centred_head = head
     window_of_clip = [np.flatnonzero(clean.clip_index == i) for i in range(len(clips))]
@@ -103,7 +109,7 @@ def score_corpus(clips, clean, features, centred, fold_of_clip, corpus: int, rng
         truths.append(truth[session])
         preds.append(loco_scoring.predictions(probs, seen, classes))
     out["centred_one_emotion_sessions"] = loco_scoring.uar(np.concatenate(truths), np.concatenate(preds), classes)
-    return out
+    return out, plain_logits
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -114,14 +120,51 @@ def run(args: argparse.Namespace) -> dict:
     centred = speaker_centred(clips, clean, features)
     fold_of_clip, names = loco.folds(clips, "loco")
     rng = np.random.default_rng(0)
-    per_corpus = {names[c]: score_corpus(clips, clean, features, centred, fold_of_clip, c, rng) for c in range(len(names))}
+    per_corpus, oof_logits = {}, np.zeros((len(clean.windows), len(corpora.LABELS)))
+    for c in range(len(names)):
+        per_corpus[names[c]], plain_logits = score_corpus(clips, clean, features, centred, fold_of_clip, c, rng)
+        oof_logits += plain_logits  # each window's logits from the head that never saw its corpus
     summary = {"description": teacher.DESCRIPTION % HEAD_C + "; clean windows only; corpus/speaker/class-balanced weights",
                "per_corpus": per_corpus,
                "mean": {mode: loco_scoring.mean_spread([s[mode] for s in per_corpus.values()]) for mode in next(iter(per_corpus.values()))}}
     stored = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    truth = data.clip_labels(clips, corpora.LABELS)
+    summary["temperature_plain"] = calibrate.fit_temperature(oof_logits, clean.clip_index, truth)
     stored["whisper_head"] = summary
     args.results.write_text(json.dumps(stored, indent=1) + "\n")
+    if args.backend_out:
+        write_backend(clips, clean, features, summary, args.backend_out)
     return summary
+
+
+def write_backend(clips: list[data.Clip], clean: data.WindowSet, features: np.ndarray, summary: dict, out: Path) -> Path:
+    """The opt-in serd-whisper backend: the plain head fitted on every clip (balanced draws as weights), no voice
+    estimate, the seven shared labels, and the temperature fitted on the LOCO predictions."""
+    from serd.whisper import ENCODER_PACKAGE, ENCODER_SHA256
+
+    every = np.ones(len(clips), dtype=bool)
+    head = fit(features, data.clip_labels(clips, corpora.LABELS)[clean.clip_index], window_weights(clips, clean, every))
+    head_path = out / ("%s.npz" % teacher.BACKEND_NAME)
+    np.savez(head_path, mean=head.mean, scale=head.scale, weights=head.weights, bias=head.bias)
+    card = json.loads((out / "serd-emotion.json").read_text())  # same front end: features, windows, VAD
+    card = {key: card[key] for key in ("sample_rate_hz", "features", "window", "vad", "normalisation", "licence") if key in card}
+    card.update({
+        "name": teacher.BACKEND_NAME, "version": BACKEND_VERSION, "labels": list(corpora.LABELS), "output": "logits",
+        "temperature": summary["temperature_plain"], "backend": "whisper",
+        "encoder": {"model": "Whisper tiny.en encoder (CTranslate2, int8)", "package": ENCODER_PACKAGE, "sha256": ENCODER_SHA256,
+                    "licence": "MIT (OpenAI weights, converted by Systran)"},
+        "speaker_centred": False,
+        "training": {"command": "python -m tools.whisper_loco --backend-out models", "head": summary["description"],
+                     "clips": len(clips), "speakers": len({clip.speaker for clip in clips}),
+                     "corpora": corpora.corpus_names(clips), "label_folding": dict(corpora.FOLDED)},
+        "metrics": {"loco": {"protocol": "leave-one-corpus-out, UAR over the held-out corpus's classes, predictions restricted to them",
+                             "per_corpus_uar_restricted": {name: s["plain"] for name, s in summary["per_corpus"].items()},
+                             "mean_uar_restricted": summary["mean"]["plain"]},
+                    "cost": teacher.cost()},
+    })
+    (out / ("%s.json" % teacher.BACKEND_NAME)).write_text(json.dumps(card, indent=2) + "\n")
+    log.info("wrote %s and its card", head_path)
+    return head_path
 
 
 def main(argv: list[str] | None = None) -> int:
