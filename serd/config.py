@@ -48,7 +48,8 @@ class ModelConfig:
 
     path: str = doc("model file (.tflite, or .npz for the opt-in whisper backend; its .json card beside it) "
                    "or a shipped model's name: serd-emotion or serd-whisper; empty = serd-emotion", "")
-    speaker_memory_s: float = doc("models with a voice estimate (serd-whisper; serd-emotion 2.0.0 has none): seconds of "
+    speaker_memory_s: float = doc("models with a voice estimate (speaker-normalised models; the shipped serd-emotion 2.x and "
+                                  "serd-whisper 2.x have none): seconds of "
                                   "speech after which an earlier voice has faded to 1/e; 0 = never forget", 300.0)
 
 

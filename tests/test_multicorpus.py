@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import SHARED_DIR
 from tests.support_cli import serd, write_manifest
-from tools import augment, corpora, data
+from tools import augment, corpora, data, multicorpus, recipes
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SEVEN = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -132,7 +132,7 @@ def study(tmp_path_factory):
 
 def test_loco_scores_each_held_out_corpus_on_its_own_classes(study):
     _, results, _ = study
-    loco = results["recipes"]["multi7"]["loco"]
+    loco = results["recipes"][recipes.DEFAULT]["loco"]
     assert loco["folds_done"] == ["banglasmall", "ravsmall"]
     bangla = loco["per_corpus"]["banglasmall"]
     assert bangla["classes"] == ["neutral", "happy", "sad", "angry", "surprised"]
@@ -141,7 +141,7 @@ def test_loco_scores_each_held_out_corpus_on_its_own_classes(study):
     assert set(bangla["conditions"]) == {"clean_float", "noise_10db", "reverb_rt60_0.6s", "telephone", "level_-20db", "clipped_+20db"}
     assert set(loco["calibration"]["per_corpus"]) == {"banglasmall", "ravsmall"}
     assert 0.0 <= bangla["arousal_uar"] <= 1.0 and 0.0 <= loco["mean"]["arousal_uar"][0] <= 1.0
-    assert results["variants_tried"] == ["multi7"]
+    assert results["variants_tried"] == [recipes.DEFAULT]
 
 
 def test_scoring_another_protocol_keeps_the_stored_loco_summary(study, tmp_path):
@@ -152,7 +152,7 @@ def test_scoring_another_protocol_keeps_the_stored_loco_summary(study, tmp_path)
     env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
     flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
     run([sys.executable, "-m", "tools.loco", "--protocol", "speakers", "--score-only", "--results", str(copy)] + flags, env)
-    assert json.loads(copy.read_text())["recipes"]["multi7"]["loco"] == results["recipes"]["multi7"]["loco"]
+    assert json.loads(copy.read_text())["recipes"][recipes.DEFAULT]["loco"] == results["recipes"][recipes.DEFAULT]["loco"]
 
 
 def test_the_final_model_speaks_the_seven_shared_labels_and_states_its_licence(study):
@@ -160,9 +160,9 @@ def test_the_final_model_speaks_the_seven_shared_labels_and_states_its_licence(s
     card = json.loads((out / "serd-emotion.json").read_text())
     assert card["labels"] == SEVEN and card["output"] == "logits" and "head" not in card
     assert "CC BY-NC-SA" in card["licence"]
-    assert card["training"]["recipe"] == "multi7" and card["training"]["speakers"] == 4
+    assert card["training"]["recipe"] == recipes.DEFAULT and card["training"]["speakers"] == 4
     assert set(card["training"]["corpora"]) == {"banglasmall", "ravsmall"}
-    assert "loco" in card["metrics"] and (out / "MODEL_CARD.md").read_text().startswith("# Model card: serd-emotion 2.0.0")
+    assert "loco" in card["metrics"] and (out / "MODEL_CARD.md").read_text().startswith("# Model card: serd-emotion %s" % multicorpus.MODEL_VERSION)
     assert card["metrics"]["size_bytes"] <= 256 * 1024
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tools import augment, data
+from tools import augment, data, recipes
 from tools.model import TrainSettings
 
 log = logging.getLogger("tools.train")
@@ -24,7 +24,7 @@ FINAL_VARIANT = "sep80x5"  # the CV variant whose settings the shipped model is 
 FINAL_HEAD = "embedding"  # the shipped network ends at its pooled embedding, read by a speaker-centred head (tools.centred_head)
 HEAD_FILE = "%s.head.npz" % MODEL_NAME
 CV_RESULTS = "cv_results.json"
-DEFAULT_RECIPE = "multi7"
+DEFAULT_RECIPE = recipes.DEFAULT
 RAVDESS_RECIPE = "ravdess8"  # the 8-class RAVDESS-only model of releases 1.x (tools.cv study, speaker-centred head)
 
 
