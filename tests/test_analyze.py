@@ -95,17 +95,30 @@ def write_long_wav(path: Path, duration_s: int) -> Path:
     return path
 
 
+# Runs argv[1:] as a grandchild of the test and prints its peak RSS: a child's ru_maxrss also counts the memory of the
+# process it was forked from, so a child forked by pytest (hundreds of MB once the whole suite is imported) would report
+# pytest's size, not serd's; forked by this small launcher, serd's figure is its own.
+PEAK_RSS_LAUNCHER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.executable, [sys.executable] + sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("peak_rss_kb=%d\\n" % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def analyze_with_peak_rss(args, stdin=None, cwd=None) -> tuple[dict, int]:
     """`serd analyze --json ARGS` as a user runs it: its JSON line and its peak RSS in kB (its decoder's included)."""
     out_path = Path(cwd) / "analysis.json"
     with open(out_path, "wb") as out:
-        process = subprocess.Popen(SERD + ["analyze", "--json", *map(str, args)], stdin=stdin, stdout=out, stderr=subprocess.PIPE,
-                                   env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
-        errors = process.stderr.read().decode()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, errors
-    return json.loads(out_path.read_text()), usage.ru_maxrss
+        result = subprocess.run([SERD[0], "-c", PEAK_RSS_LAUNCHER] + SERD[1:] + ["analyze", "--json", *map(str, args)], stdin=stdin,
+                                stdout=out, stderr=subprocess.PIPE, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), check=False)
+    errors = result.stderr.decode()
+    assert result.returncode == 0, errors
+    peak_kb = int(errors.strip().splitlines()[-1].split("=")[1])
+    return json.loads(out_path.read_text()), peak_kb
 
 
 def test_hours_of_audio_take_bounded_memory(tmp_path):
