@@ -7,10 +7,11 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from serd import __license__, __version__
-from serd.errors import SerdError
+from serd.errors import ModelError, SerdError
 from serd.process import tune_process
 
 log = logging.getLogger("serd")
@@ -267,11 +268,42 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """serd check-config."""
-    from serd.config import load_config, to_ini
+    """serd check-config: the effective configuration, or one line per problem `serd run` would meet (bad keys,
+    a missing or bad model, files it cannot read)."""
+    from serd.config import load_config, referenced_files, to_ini
 
-    print(to_ini(load_config(args.config)), end="")
+    config = load_config(args.config)
+    problems = [_model_problem(config.model.path)]
+    for key, name in referenced_files(config):
+        path = Path(name)
+        if not path.exists():
+            problems.append("%s: %s: no such file" % (key, path))
+        elif not os.access(path, os.R_OK):
+            problems.append("%s: %s: not readable" % (key, path))
+    problems = [problem for problem in problems if problem]
+    for problem in problems:
+        print("serd: error: %s" % problem, file=sys.stderr)
+    if problems:
+        return EXIT_FAILURE
+    print(to_ini(config), end="")
     return EXIT_OK
+
+
+def _model_problem(path: str) -> str:
+    """Why [model] path cannot be loaded (its file and its card checked, not run), or ""."""
+    from serd.card import ModelCard
+    from serd.model import model_path
+    from serd.shipped import read_card
+
+    try:
+        found = model_path(path)
+        if not found.is_file():
+            return "[model] path: %s: model file not found" % found
+        card_path = found.with_suffix(".json")
+        ModelCard.from_dict(read_card(card_path), card_path)
+    except ModelError as exc:
+        return "[model] path: %s" % exc
+    return ""
 
 
 COMMANDS = {

@@ -274,6 +274,19 @@ def device_id(config: Config) -> str:
     return config.daemon.device_id or socket.gethostname()
 
 
+def referenced_files(config: Config) -> list[tuple[str, str]]:
+    """(key, path) of every file `serd run` or `serd web` opens with this configuration, besides the model."""
+    files = []
+    if config.source.source.startswith("file:"):
+        files.append(("[source] source", config.source.source[len("file:"):]))
+    if config.mqtt.enabled:
+        keys = ("password_file",) + (("ca_file", "cert_file", "key_file") if config.mqtt.tls else ())
+        files += [("[mqtt] %s" % key, getattr(config.mqtt, key)) for key in keys if getattr(config.mqtt, key)]
+    if config.web.token_file:
+        files.append(("[web] token_file", config.web.token_file))
+    return files
+
+
 def to_ini(config: Config) -> str:
     """The effective configuration as INI text (what check-config prints)."""
     lines = []

@@ -269,3 +269,30 @@ def test_check_config_names_the_bad_key(tmp_path):
     result = serd("check-config", config)
     assert result.returncode == 1
     assert result.stderr.decode().strip() == "serd: error: [vad] aggressiveness: 7 must be 0 to 3"
+
+
+def test_check_config_names_each_file_run_would_miss(tmp_path):
+    config = tmp_path / "serd.conf"
+    config.write_text("[model]\npath = %s\n[mqtt]\nenabled = yes\npassword_file = %s\n[source]\nsource = file:%s\n"
+                      % (tmp_path / "none.tflite", tmp_path / "password", tmp_path / "none.flac"))
+    result = serd("check-config", config, text=True)
+    assert result.returncode == 1 and result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        "serd: error: [model] path: %s: model file not found" % (tmp_path / "none.tflite"),
+        "serd: error: [source] source: %s: no such file" % (tmp_path / "none.flac"),
+        "serd: error: [mqtt] password_file: %s: no such file" % (tmp_path / "password")]
+
+
+def test_check_config_refuses_a_model_whose_card_run_would_refuse(tmp_path):
+    from serd.shipped import default_model_path
+
+    shipped = default_model_path()
+    weights = tmp_path / ("m" + shipped.suffix)
+    weights.write_bytes(shipped.read_bytes())
+    card = json.loads(shipped.with_suffix(".json").read_text())
+    card["window"]["hop_frames"] = 0
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    config = tmp_path / "serd.conf"
+    config.write_text("[model]\npath = %s\n" % weights)
+    result = serd("check-config", config, text=True)
+    assert result.returncode == 1 and result.stderr.strip().endswith("window.hop_frames must be positive")
