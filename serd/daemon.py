@@ -55,8 +55,8 @@ class Daemon:
         self._wait_for_subscribers()
         self._last_status_s = time.monotonic()
         self._publish([self._status("starting", "model %s" % self.model.card.name)])
-        self._start_source()
         try:
+            self._open_source()
             while self._exit_code is None:
                 self.ring.wait_for(self.pipeline.consumed_index, LOOP_WAIT_S)
                 self._step()
@@ -98,11 +98,20 @@ class Daemon:
             self._reload()
         self._check_source()
 
+    def _open_source(self) -> None:
+        """Open the source at start; if it cannot be opened, say why in an error status (then stop, exit 1)."""
+        try:
+            self._start_source()
+        except SerdError as exc:
+            self._publish([self._status("error", "cannot open source: %s" % exc)])
+            self._exit_code = EXIT_FAILURE
+            raise
+
     def _start_source(self) -> None:
         """Open the configured source; a live source that fails is retried with backoff."""
-        self.source = make_source(self.config.source)
-        on_audio = self.ring.write if self.source.live else self._write_with_backpressure
-        self.source.start(on_audio)
+        source = make_source(self.config.source)
+        source.start(self.ring.write if source.live else self._write_with_backpressure)
+        self.source = source
         log.info("source %s started", self.source.name)
 
     def _write_with_backpressure(self, samples) -> None:

@@ -296,3 +296,12 @@ def test_check_config_refuses_a_model_whose_card_run_would_refuse(tmp_path):
     config.write_text("[model]\npath = %s\n" % weights)
     result = serd("check-config", config, text=True)
     assert result.returncode == 1 and result.stderr.strip().endswith("window.hop_frames must be positive")
+
+
+def test_a_source_that_cannot_open_says_why_in_status_events_before_stopping(tmp_path):
+    missing = tmp_path / "missing.flac"
+    result = serd("run", "--source", "file:%s" % missing, "--stdout", "--no-zmq", text=True)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1] == "serd: error: %s: no such file" % missing
+    states = [(e["state"], e["message"]) for e in map(json.loads, result.stdout.splitlines()) if e["type"] == "status"]
+    assert states == [("starting", "model serd-emotion"), ("error", "cannot open source: %s: no such file" % missing),
+                      ("stopping", "exit 1")]
