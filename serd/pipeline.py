@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Callable
 
 from serd.config import Config, SmoothingConfig, VadConfig
@@ -59,7 +59,7 @@ class Pipeline:
         self._wall_clock = wall_clock
         self._rate_hz = model.card.sample_rate_hz
         params = vad_params(vad)
-        if params != model.card.vad:
+        if replace(params, gate=model.card.vad.gate) != model.card.vad:  # the gate holds noise out, it shapes no window
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
         check_ring_for(model, ring)
         self.voice = model.new_voice(speaker_memory_s)  # the voice estimate, if the model keeps one

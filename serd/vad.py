@@ -1,4 +1,5 @@
-"""Speech gate: webrtcvad decisions with minimum speech, hangover and pre-roll."""
+"""Speech gate: webrtcvad decisions (with the Silero model's second opinion when the gate is silero),
+minimum speech, hangover and pre-roll."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import _webrtcvad  # webrtcvad-wheels' C module; its Python wrapper reads package metadata at import (~0.1 s a process)
+
+from serd.noisegate import GATES, SILERO_CHUNK_SAMPLES, SILERO_HISTORY_SAMPLES, SILERO_OFFSET_PROBABILITY, SILERO_ONSET_PROBABILITY, SileroCheck
 
 VAD_FRAME_MS_ALLOWED = (10, 20, 30)
 
@@ -27,6 +30,7 @@ class VadParams:
     min_speech_ms: int = 120
     hangover_ms: int = 300
     pre_roll_ms: int = 150
+    gate: str = "silero"
 
 
 class VadGate:
@@ -40,6 +44,8 @@ class VadGate:
     def __init__(self, params: VadParams, sample_rate_hz: int):
         if params.frame_ms not in VAD_FRAME_MS_ALLOWED:
             raise ValueError("vad frame_ms must be one of %s" % (VAD_FRAME_MS_ALLOWED,))
+        if params.gate not in GATES:
+            raise ValueError("vad gate must be one of %s, not %r" % (", ".join(GATES), params.gate))
         self.params = params
         self.sample_rate_hz = sample_rate_hz
         self.frame_samples = sample_rate_hz * params.frame_ms // 1000
@@ -49,10 +55,16 @@ class VadGate:
         self._min_speech_frames = max(1, -(-params.min_speech_ms // params.frame_ms))
         self._hangover_frames = max(1, -(-params.hangover_ms // params.frame_ms))
         self._pre_roll_samples = sample_rate_hz * params.pre_roll_ms // 1000
+        self._check = SileroCheck(params.frame_ms, sample_rate_hz) if params.gate == "silero" else None
+        self.silero_calls = 0
+        self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)  # the samples before _pending[0]
+        self._audio_start_index = 0  # absolute index of the first sample of the audio the model may hear
         self._pending = np.zeros(0, dtype=np.int16)
         self._next_index = 0  # absolute index of _pending[0]
         self._in_speech = False
         self._run_frames = 0  # voiced frames in a row (silence) or unvoiced in a row (speech)
+        self._confirmed = self._check is None  # the Silero model has heard speech in the current voiced run
+        self._voiced_since_sure = 0  # voiced frames since the Silero model was last sure of speech
         self._last_end = 0
 
     @property
@@ -69,8 +81,11 @@ class VadGate:
         """Declare the absolute index of the next sample pushed (after a gap or at stream start);
         an open segment is forgotten (the caller closes it at the gap)."""
         self._pending = np.zeros(0, dtype=np.int16)
+        self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)
+        if self._check is not None:
+            self._check.reset(sample_index)
         self._next_index = sample_index
-        self._in_speech, self._run_frames = False, 0
+        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
         self._last_end = min(self._last_end, sample_index)
 
     def push(self, samples: np.ndarray) -> list[SpeechBoundary]:
@@ -80,21 +95,47 @@ class VadGate:
         whole = len(self._pending) // self.frame_samples * self.frame_samples
         pcm = memoryview(self._pending[:whole].tobytes())
         frame_bytes = 2 * self.frame_samples
+        audio = np.concatenate([self._history, self._pending[:whole]]) if self._check is not None else None
+        self._audio_start_index = self._next_index - SILERO_HISTORY_SAMPLES
         for offset in range(0, 2 * whole, frame_bytes):
             voiced = _webrtcvad.process(self._vad, self.sample_rate_hz, pcm[offset : offset + frame_bytes], self.frame_samples)
+            if audio is not None:
+                voiced = self._second_opinion(voiced, audio)
             boundary = self._decide(voiced)
             self._next_index += self.frame_samples
             if boundary is not None:
                 boundaries.append(boundary)
+        if audio is not None:
+            self._history = audio[len(audio) - SILERO_HISTORY_SAMPLES :]
         self._pending = self._pending[whole:]
         return boundaries
+
+    def _second_opinion(self, voiced: bool, audio: np.ndarray) -> bool:
+        """Whether the frame at _next_index counts as voiced when the Silero model also listens
+        (audio: this push's whole frames after the history).
+
+        Outside a segment a webrtcvad-voiced frame stays a candidate; one chunk at the onset
+        probability confirms the run (which then counts at most the lookback before it). Inside a
+        segment a voiced frame counts at the offset probability, and only while a chunk reached the
+        onset probability within the last reconfirm frames (speech soon does again, babble seldom).
+        """
+        if not voiced:
+            return False
+        probability = self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
+        self.silero_calls = self._check.calls
+        self._voiced_since_sure = 0 if probability >= SILERO_ONSET_PROBABILITY else self._voiced_since_sure + 1
+        if self._in_speech:
+            return probability >= SILERO_OFFSET_PROBABILITY and self._voiced_since_sure < self._check.reconfirm_frames
+        if not self._confirmed and probability >= SILERO_ONSET_PROBABILITY:
+            self._confirmed = True
+            self._run_frames = min(self._run_frames, self._check.lookback_frames - 1)
+        return True
 
     def flush(self) -> list[SpeechBoundary]:
         """End of stream: close an open segment at the last decided sample."""
         if not self._in_speech:
             return []
-        self._in_speech = False
-        self._run_frames = 0
+        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
         self._last_end = self._next_index
         return [SpeechBoundary("end", self._next_index)]
 
@@ -103,7 +144,9 @@ class VadGate:
         frame_end = self._next_index + self.frame_samples
         if not self._in_speech:
             self._run_frames = self._run_frames + 1 if voiced else 0
-            if self._run_frames < self._min_speech_frames:
+            if not voiced:
+                self._confirmed = self._check is None
+            if self._run_frames < self._min_speech_frames or not self._confirmed:
                 return None
             first_voiced = frame_end - self._run_frames * self.frame_samples
             start = max(first_voiced - self._pre_roll_samples, self._last_end, 0)
@@ -112,6 +155,6 @@ class VadGate:
         self._run_frames = 0 if voiced else self._run_frames + 1
         if self._run_frames < self._hangover_frames:
             return None
-        self._in_speech, self._run_frames = False, 0
+        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
         self._last_end = frame_end
         return SpeechBoundary("end", frame_end)

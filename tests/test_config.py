@@ -34,6 +34,7 @@ BAD_VALUES = {
     ("vad", "min_speech_ms"): "0",
     ("vad", "hangover_ms"): "-30",
     ("vad", "pre_roll_ms"): "-1",
+    ("vad", "gate"): "energy",
     ("source", "chunk_ms"): "4",
     ("source", "ring_s"): "601",
     ("smoothing", "windows"): "0",

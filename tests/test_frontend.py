@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -158,7 +160,7 @@ def test_a_lapped_reader_ends_open_speech_at_the_gap_and_counts_the_loss(ravdess
 
     samples = load_audio(ravdess_clip)
     ring = RingBuffer(32000)
-    frontend = SpeechFrontend(ring, VadParams(), FeatureParams(), WindowParams())
+    frontend = SpeechFrontend(ring, VadParams(gate="webrtc"), FeatureParams(), WindowParams())  # opens at webrtcvad's onset
     ring.write(samples[:24000])  # speech starts ~0.4 s in; the ring holds 2 s
     first = frontend.process()
     assert any(isinstance(item, SegmentStarted) for item in first) and frontend.in_speech
@@ -172,7 +174,7 @@ def test_a_lapped_reader_ends_open_speech_at_the_gap_and_counts_the_loss(ravdess
 
 def test_features_computed_in_batches_survive_a_lap_of_their_lag(clip):
     ring = RingBuffer(2 * SAMPLE_RATE_HZ)
-    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    frontend = SpeechFrontend(ring, replace(VAD, gate="webrtc"), FEATURES, WINDOWS)  # open at webrtcvad's onset
     ring.write(clip[:24000])
     assert any(isinstance(item, SegmentStarted) for item in frontend.process())
     ring.write(clip[24000:24480])

@@ -1,0 +1,113 @@
+"""The [vad] gate in noise: steady noise opens no segment, corpus speech still does (real files, real serd)."""
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from serd.audio import load_audio
+from serd.frontend import SegmentStarted, SpeechFrontend
+from serd.features import FeatureParams
+from serd.ringbuffer import RingBuffer
+from serd.vad import VadGate, VadParams
+from serd.windows import WindowParams
+from tests.conftest import SHARED_DIR
+from tests.support_cli import serd
+
+SAMPLE_RATE_HZ = 16000
+NOISE_LEVEL_DBFS = -20.0  # webrtcvad alone calls all of this voiced
+CORPUS_CLIPS = {  # one clip of each shared corpus
+    "bangla": "Actor_01/03-01-01-01-01-01-01.flac",
+    "emovo": "f1/dis-f1-b1.flac",
+    "ravdess": "Actor_01/03-01-05-02-01-01-01.flac",
+    "savee": "DC_a01.flac",
+    "tess": "OAF_angry/OAF_back_angry.flac",
+}
+
+
+def white_noise(seconds: float, seed: int = 6) -> np.ndarray:
+    """White noise at NOISE_LEVEL_DBFS RMS, int16."""
+    noise = np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE_HZ))
+    return np.round(noise * 32767 * 10 ** (NOISE_LEVEL_DBFS / 20)).astype(np.int16)
+
+
+def write_wav(path: Path, samples: np.ndarray) -> Path:
+    """A 16 kHz mono 16-bit WAV file."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(samples.tobytes())
+    return path
+
+
+def segments(samples: np.ndarray, params: VadParams, chunk_samples: int = 16000) -> list[tuple[int, int]]:
+    """The gate's segments on samples pushed in chunks."""
+    gate, found, start = VadGate(params, SAMPLE_RATE_HZ), [], 0
+    boundaries = [b for i in range(0, len(samples), chunk_samples) for b in gate.push(samples[i : i + chunk_samples])]
+    for boundary in boundaries + gate.flush():
+        if boundary.kind == "start":
+            start = boundary.sample_index
+        else:
+            found.append((start, boundary.sample_index))
+    return found
+
+
+@pytest.fixture(scope="module")
+def corpus_clips() -> dict[str, np.ndarray]:
+    """One clip of each corpus, decoded."""
+    return {name: load_audio(SHARED_DIR / "corpora" / name / path) for name, path in CORPUS_CLIPS.items()}
+
+
+def test_a_minute_of_white_noise_through_serd_run_gives_no_speech_and_no_emotion(tmp_path):
+    noise = write_wav(tmp_path / "white.wav", white_noise(60.0))
+    result = serd("run", "--source", "file:%s" % noise, "--stdout", "--no-zmq", text=True)
+    assert result.returncode == 0, result.stderr
+    kinds = [json.loads(line)["type"] for line in result.stdout.splitlines()]
+    assert "status" in kinds
+    assert [k for k in kinds if k.startswith(("speech-", "emotion-"))] == []
+
+
+def test_each_corpus_clip_still_opens_a_segment_and_the_noise_between_them_does_not(corpus_clips):
+    noise = white_noise(2.0)
+    stream = np.concatenate([part for clip in corpus_clips.values() for part in (noise, clip)] + [noise])
+    ring = RingBuffer(len(stream))
+    frontend = SpeechFrontend(ring, VadParams(), FeatureParams(), WindowParams())
+    ring.write(stream)
+    starts = [item.sample_index for item in frontend.process() + frontend.flush() if isinstance(item, SegmentStarted)]
+    clip_starts = np.cumsum([len(noise) + len(clip) for clip in corpus_clips.values()]) - [len(c) for c in corpus_clips.values()]
+    assert len(starts) == len(corpus_clips)
+    assert all(clip_start - len(noise) / 2 < start < clip_start + len(clip) for start, clip_start, clip
+               in zip(starts, clip_starts, corpus_clips.values()))
+
+
+def test_the_silero_gate_keeps_most_of_what_webrtcvad_calls_speech_on_clean_clips(corpus_clips):
+    for name, clip in corpus_clips.items():
+        reference = sum(end - start for start, end in segments(clip, VadParams(gate="webrtc")))
+        kept = segments(clip, VadParams(gate="silero"))
+        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in segments(clip, VadParams(gate="webrtc")))
+        assert overlap >= 0.8 * reference, name
+
+
+@pytest.mark.parametrize("chunk_samples", [160, 480, 1024, 16000])
+def test_speech_in_noise_is_one_segment_after_the_noise_whatever_the_chunk_size(corpus_clips, chunk_samples):
+    lead = white_noise(2.0)
+    stream = np.concatenate([lead, corpus_clips["ravdess"], white_noise(2.0, seed=7)])
+    found = segments(stream, VadParams(), chunk_samples)
+    assert found == segments(stream, VadParams(), len(stream))
+    assert len(found) == 1 and found[0][0] > len(lead) / 2 and found[0][1] < len(stream) - SAMPLE_RATE_HZ
+
+
+def test_a_bad_gate_is_one_line_naming_the_key(tmp_path):
+    config = tmp_path / "serd.conf"
+    config.write_text("[vad]\ngate = energy\n")
+    result = serd("check-config", config, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == ["serd: error: [vad] gate: 'energy' must be webrtc or silero"]
+
+
+def test_the_gate_refuses_an_unknown_kind():
+    with pytest.raises(ValueError, match="^vad gate must be one of webrtc, silero, not 'energy'$"):
+        VadGate(VadParams(gate="energy"), SAMPLE_RATE_HZ)
