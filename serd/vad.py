@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import _webrtcvad  # webrtcvad-wheels' C module; its Python wrapper reads package metadata at import (~0.1 s a process)
 
-from serd.noisegate import GATES, SILERO_CHUNK_SAMPLES, SILERO_HISTORY_SAMPLES, SILERO_OFFSET_PROBABILITY, SILERO_ONSET_PROBABILITY, SileroCheck
+from serd.noisegate import GATES, SILERO_CHUNK_SAMPLES, SILERO_HISTORY_SAMPLES, SILERO_ONSET_PROBABILITY, SileroCheck
 
 VAD_FRAME_MS_ALLOWED = (10, 20, 30)
 
@@ -125,7 +125,7 @@ class VadGate:
         self.silero_calls = self._check.calls
         self._voiced_since_sure = 0 if probability >= SILERO_ONSET_PROBABILITY else self._voiced_since_sure + 1
         if self._in_speech:
-            return probability >= SILERO_OFFSET_PROBABILITY and self._voiced_since_sure < self._check.reconfirm_frames
+            return self._voiced_since_sure < self._check.reconfirm_frames
         if not self._confirmed and probability >= SILERO_ONSET_PROBABILITY:
             self._confirmed = True
             self._run_frames = min(self._run_frames, self._check.lookback_frames - 1)
