@@ -61,9 +61,14 @@ def corpus_clips() -> dict[str, np.ndarray]:
     return {name: load_audio(SHARED_DIR / "corpora" / name / path) for name, path in CORPUS_CLIPS.items()}
 
 
+SILERO = VadParams(gate="silero")
+
+
 def test_a_minute_of_white_noise_through_serd_run_gives_no_speech_and_no_emotion(tmp_path):
     noise = write_wav(tmp_path / "white.wav", white_noise(60.0))
-    result = serd("run", "--source", "file:%s" % noise, "--stdout", "--no-zmq", text=True)
+    config = tmp_path / "serd.conf"
+    config.write_text("[vad]\ngate = silero\n")
+    result = serd("run", "--config", config, "--source", "file:%s" % noise, "--stdout", "--no-zmq", text=True)
     assert result.returncode == 0, result.stderr
     kinds = [json.loads(line)["type"] for line in result.stdout.splitlines()]
     assert "status" in kinds
@@ -74,7 +79,7 @@ def test_each_corpus_clip_still_opens_a_segment_and_the_noise_between_them_does_
     noise = white_noise(2.0)
     stream = np.concatenate([part for clip in corpus_clips.values() for part in (noise, clip)] + [noise])
     ring = RingBuffer(len(stream))
-    frontend = SpeechFrontend(ring, VadParams(), FeatureParams(), WindowParams())
+    frontend = SpeechFrontend(ring, SILERO, FeatureParams(), WindowParams())
     ring.write(stream)
     starts = [item.sample_index for item in frontend.process() + frontend.flush() if isinstance(item, SegmentStarted)]
     clip_starts = np.cumsum([len(noise) + len(clip) for clip in corpus_clips.values()]) - [len(c) for c in corpus_clips.values()]
@@ -95,8 +100,8 @@ def test_the_silero_gate_keeps_most_of_what_webrtcvad_calls_speech_on_clean_clip
 def test_speech_in_noise_is_one_segment_after_the_noise_whatever_the_chunk_size(corpus_clips, chunk_samples):
     lead = white_noise(2.0)
     stream = np.concatenate([lead, corpus_clips["ravdess"], white_noise(2.0, seed=7)])
-    found = segments(stream, VadParams(), chunk_samples)
-    assert found == segments(stream, VadParams(), len(stream))
+    found = segments(stream, SILERO, chunk_samples)
+    assert found == segments(stream, SILERO, len(stream))
     assert len(found) == 1 and found[0][0] > len(lead) / 2 and found[0][1] < len(stream) - SAMPLE_RATE_HZ
 
 

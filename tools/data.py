@@ -100,7 +100,7 @@ def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int, ra
     """Hash of everything that shapes the windows: clips, front-end parameters, augmentation, normalisation."""
     spec = {
         "clips": [clip.path for clip in clips],
-        "vad": asdict(vad_params()),
+        "vad": {k: v for k, v in asdict(vad_params()).items() if not (k == "gate" and v == "webrtc")},  # webrtc: as before the key
         "features": FeatureParams().to_dict(),
         "window": WindowParams().to_dict(),
         "augment": asdict(aug) if aug else None,
