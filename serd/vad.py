@@ -56,7 +56,6 @@ class VadGate:
         self._hangover_frames = max(1, -(-params.hangover_ms // params.frame_ms))
         self._pre_roll_samples = sample_rate_hz * params.pre_roll_ms // 1000
         self._check = SileroCheck(params.frame_ms, sample_rate_hz) if params.gate == "silero" else None
-        self.silero_calls = 0
         self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)  # the samples before _pending[0]
         self._audio_start_index = 0  # absolute index of the first sample of the audio the model may hear
         self._pending = np.zeros(0, dtype=np.int16)
@@ -66,6 +65,11 @@ class VadGate:
         self._confirmed = self._check is None  # the Silero model has heard speech in the current voiced run
         self._voiced_since_sure = 0  # voiced frames since the Silero model was last sure of speech
         self._last_end = 0
+
+    @property
+    def silero_calls(self) -> int:
+        """Chunks the Silero model has heard so far (0 for the webrtc gate)."""
+        return self._check.calls if self._check is not None else 0
 
     @property
     def in_speech(self) -> bool:
@@ -116,13 +120,12 @@ class VadGate:
 
         Outside a segment a webrtcvad-voiced frame stays a candidate; one chunk at the onset
         probability confirms the run (which then counts at most the lookback before it). Inside a
-        segment a voiced frame counts at the offset probability, and only while a chunk reached the
-        onset probability within the last reconfirm frames (speech soon does again, babble seldom).
+        segment a voiced frame counts only while a chunk reached the onset probability within the last
+        reconfirm frames (speech soon does again, babble seldom).
         """
         if not voiced:
             return False
         probability = self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
-        self.silero_calls = self._check.calls
         self._voiced_since_sure = 0 if probability >= SILERO_ONSET_PROBABILITY else self._voiced_since_sure + 1
         if self._in_speech:
             return self._voiced_since_sure < self._check.reconfirm_frames
