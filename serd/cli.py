@@ -116,7 +116,8 @@ def _add_web(commands) -> None:
     """serd web."""
     web = commands.add_parser("web", help="the analysis page and HTTP API in a browser (needs the [web] extra)",
                               description="Serve the analysis page (/) and the HTTP API: POST /api/analyze (an audio file: "
-                                          "what analyze --json prints, plus a per-window timeline), GET /api/health. "
+                                          "what analyze --json prints, plus a per-window timeline), GET /api/health; the live view (/live) of "
+                                          "a daemon's events: GET /api/state, GET /api/events (Server-Sent Events); GET /api/openapi.json. "
                                           "Errors are JSON {\"error\": ...}: 400 bad file, 401 no token, 413 over [web] "
                                           "max_upload_mb, 415 not audio, 503 [web] max_concurrent analyses running. Loopback "
                                           "only unless [web] token_file is set. Needs pip install 'serd[web]'.")
@@ -124,6 +125,8 @@ def _add_web(commands) -> None:
                      "a non-loopback address needs [web] token_file")
     web.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     web.add_argument("--config", metavar="FILE", help="config file: [web] limits and token, [vad] and [smoothing] min_confidence as analyze")
+    web.add_argument("--events", metavar="ENDPOINT", help="the daemon's ZeroMQ endpoint the live view (/live, /api/state, /api/events) "
+                     "follows (default: the config's [zmq] endpoint, as serd run)")
 
 
 def positive_int(text: str) -> int:
@@ -251,7 +254,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     """serd web."""
     from serd.web.main import run_web
 
-    return run_web(args.listen, args.model, args.config)
+    return run_web(args.listen, args.model, args.config, args.events)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

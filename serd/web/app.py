@@ -1,4 +1,4 @@
-"""The aiohttp application: the page and its assets, GET /api/health, POST /api/analyze; errors as JSON."""
+"""The aiohttp application: the pages and their assets, the API; errors as JSON."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from serd.web.access import authorised
+from serd.web.access import BEARER_PREFIX, authorised
+from serd.web.live import LiveFeed
+from serd.web.live_routes import FEED, KEEPALIVE_S, add_live_routes
 from serd.web.service import Analyzer, RequestError
 from serd.web.upload import receive
 
@@ -22,10 +24,12 @@ RETRY_AFTER_S = 1
 TRUE_WORDS = ("1", "yes", "true")
 ANALYZER = web.AppKey("analyzer", Analyzer)
 TOKEN = web.AppKey("token", str)
+QUERY_TOKEN = "access_token"  # an EventSource cannot send headers: GET /api/events may carry the token in the query
+QUERY_TOKEN_PATHS = ("/api/events",)
 
 
-def make_app(analyzer: Analyzer, token: str | None) -> web.Application:
-    """Routes and middlewares; token: the bearer token every /api/ request must carry (None: none)."""
+def make_app(analyzer: Analyzer, token: str | None, feed: LiveFeed, keepalive_s: float = KEEPALIVE_S) -> web.Application:
+    """Routes and middlewares; token: the bearer token every /api/ request must carry (None: none); feed: the live events."""
     app = web.Application(middlewares=[json_errors, bearer_token])
     app[ANALYZER] = analyzer
     app[TOKEN] = token
@@ -33,6 +37,7 @@ def make_app(analyzer: Analyzer, token: str | None) -> web.Application:
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/analyze", analyze)
+    add_live_routes(app, feed, keepalive_s)
     return app
 
 
@@ -62,9 +67,13 @@ async def json_errors(request: web.Request, handler) -> web.StreamResponse:
 
 @web.middleware
 async def bearer_token(request: web.Request, handler) -> web.StreamResponse:
-    """/api/ requests need `Authorization: Bearer <token>` when a token is set; the page and its assets do not."""
+    """/api/ requests need `Authorization: Bearer <token>` when a token is set (GET /api/events may carry it as
+    ?access_token=); the pages and their assets do not."""
     token = request.app[TOKEN]
-    if request.path.startswith(API_PREFIX) and not authorised(request.headers.get("Authorization"), token):
+    header = request.headers.get("Authorization")
+    if header is None and request.path in QUERY_TOKEN_PATHS and QUERY_TOKEN in request.query:
+        header = BEARER_PREFIX + request.query[QUERY_TOKEN]
+    if request.path.startswith(API_PREFIX) and not authorised(header, token):
         return error_response(401, "unauthorised: this server needs `Authorization: Bearer <token>` ([web] token_file)",
                               {"WWW-Authenticate": "Bearer"})
     return await handler(request)
@@ -76,8 +85,10 @@ async def page(request: web.Request) -> web.FileResponse:
 
 
 async def health(request: web.Request) -> web.Response:
-    """Version, model, and how busy the server is."""
-    return web.json_response(request.app[ANALYZER].health())
+    """Version, model, how busy the server is, and where its live events come from."""
+    feed = request.app[FEED]
+    live = {"feed": feed.state.feed, "connected": feed.state.connected, "clients": feed.clients}
+    return web.json_response({**request.app[ANALYZER].health(), "live": live})
 
 
 async def analyze(request: web.Request) -> web.Response:

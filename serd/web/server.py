@@ -11,20 +11,34 @@ from aiohttp import web
 from serd.errors import SerdError
 from serd.web.access import ListenAddress
 from serd.web.app import make_app
+from serd.web.live import LiveFeed
 from serd.web.service import Analyzer
+from serd.web.zmqfeed import ZmqFollower
 
 EXIT_STOPPED, EXIT_INTERRUPTED = 0, 2
 SHUTDOWN_TIMEOUT_S = 5.0
 
 
-def serve(analyzer: Analyzer, token: str | None, address: ListenAddress, notices: TextIO) -> int:
-    """Serve until SIGTERM (exit 0) or SIGINT (exit 2)."""
+def serve(analyzer: Analyzer, token: str | None, address: ListenAddress, notices: TextIO, events_endpoint: str) -> int:
+    """Serve, with the live view following the daemon at events_endpoint, until SIGTERM (exit 0) or SIGINT (exit 2)."""
     note = " (the API needs the bearer token of [web] token_file)" if token is not None else ""
-    return asyncio.run(_serve(make_app(analyzer, token), address, note, notices))
+    app = make_app(analyzer, token, LiveFeed(events_endpoint))
+    app.cleanup_ctx.append(lambda app: _follow(app, events_endpoint))
+    return asyncio.run(_serve(app, address, note, notices))
 
 
-async def _serve(app: web.Application, address: ListenAddress, note: str, notices: TextIO) -> int:
-    """Bind, announce the URL, wait for a signal, close."""
+async def _follow(app: web.Application, endpoint: str):
+    """While the server runs, a ZeroMQ subscriber feeds its live view."""
+    from serd.web.live_routes import FEED
+
+    follower = ZmqFollower(endpoint, app[FEED])
+    follower.start()
+    yield
+    await follower.stop()
+
+
+async def start_site(app: web.Application, address: ListenAddress) -> tuple[web.AppRunner, int]:
+    """Set the application up and bind it; the runner and the port it took. SerdError (one line) when it cannot bind."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
@@ -32,7 +46,12 @@ async def _serve(app: web.Application, address: ListenAddress, note: str, notice
     except OSError as exc:
         await runner.cleanup()
         raise SerdError("cannot listen on %s:%d: %s" % (address.host, address.port, exc.strerror or exc)) from None
-    port = runner.addresses[0][1]
+    return runner, runner.addresses[0][1]
+
+
+async def _serve(app: web.Application, address: ListenAddress, note: str, notices: TextIO) -> int:
+    """Bind, announce the URL, wait for a signal, close."""
+    runner, port = await start_site(app, address)
     notices.write("serd web: %s%s\n" % (address.url(port), note))
     notices.flush()
     received = await _signal_received()
