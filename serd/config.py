@@ -116,6 +116,8 @@ class DaemonConfig:
 class WebConfig:
     """[web] the browser view and HTTP API (serd web)."""
 
+    listen: str = doc("serd run also serves the web view and API at HOST:PORT (the [web] extra), its live page fed in process; "
+                      "a non-loopback address needs token_file; empty = serd run serves none (serd web --listen sets its own)", "")
     max_upload_mb: int = doc("largest file POST /api/analyze accepts, in MB (10^6 bytes); larger gets 413", 50)
     max_concurrent: int = doc("analyses run at once; a request beyond them gets 503", 2)
     token_file: str = doc("file holding the bearer token the API requires; needed to listen on a non-loopback address; "

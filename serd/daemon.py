@@ -41,6 +41,7 @@ class Daemon:
         self.pipeline = Pipeline.from_config(self.ring, self.model, config, device_id(config))
         self.publishers = Fanout(make_publishers(config))
         self.source = None
+        self.web = None  # serd web in process, when [web] listen is set (serd.web.embedded.EmbeddedWeb)
         self._exit_code: int | None = None
         self._reload_requested = False
         self._ready = False
@@ -55,6 +56,7 @@ class Daemon:
         self._wait_for_subscribers()
         self._last_status_s = time.monotonic()
         self._publish([self._status("starting", "model %s" % self.model.card.name)])
+        self._start_web()
         try:
             self._open_source()
             while self._exit_code is None:
@@ -83,6 +85,20 @@ class Daemon:
         """A file or stdin source starts only once waiting subscribers have joined (bounded); a microphone never waits."""
         if self.config.source.source != "mic":
             self.publishers.wait_for_subscribers()
+
+    def _start_web(self) -> None:
+        """With [web] listen, serve the web view in process; if it cannot start, an error status and the daemon goes on."""
+        if not self.config.web.listen:
+            return
+        try:
+            from serd.web.embedded import EmbeddedWeb  # aiohttp is loaded only when configured
+
+            web = EmbeddedWeb(self.config)
+            web.start()
+            self.web = web
+        except Exception as exc:  # the web view is optional: no failure of it may stop the daemon
+            log.error("web: %s", exc)
+            self._publish([self._status("error", "web: %s" % exc)])
 
     def _step(self) -> None:
         """One turn of the loop: process new audio, then housekeeping."""
@@ -206,6 +222,8 @@ class Daemon:
         """Hand events to every publisher (none of them blocks)."""
         for event in events:
             self.publishers.publish(event)
+            if self.web is not None:
+                self.web.offer(event)
 
     def _reload(self) -> None:
         """Re-read the configuration and apply it; on any error keep the running one."""
@@ -273,4 +291,6 @@ class Daemon:
             log.error("while draining: %s", exc)
         self._publish([self._status("stopping", "exit %d" % (self._exit_code or 0))])
         self.publishers.close()
+        if self.web is not None:
+            self.web.stop()
         log.info("stopped")
