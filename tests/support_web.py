@@ -1,19 +1,25 @@
-"""A real `serd web` in a subprocess, and plain HTTP requests to it (urllib, hand-made multipart bodies)."""
+"""A real `serd web` in a subprocess, and plain HTTP requests to it (urllib, hand-made multipart bodies, an event-stream reader)."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
+import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SERD = [sys.executable, "-m", "serd.cli"]
 URL_LINE = re.compile(r"^serd web: (http://\S+)", re.MULTILINE)
@@ -112,3 +118,95 @@ def serd_analyze_json(path: Path) -> dict:
     result = subprocess.run(SERD + ["analyze", "--json", str(path)], capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, OPENBLAS_NUM_THREADS="1"), check=True)
     return json.loads(result.stdout)
+
+
+@dataclass
+class SseMessage:
+    """One Server-Sent Events message: its event name ("message" when none) and its data."""
+
+    event: str
+    data: str
+
+    def json(self):
+        """The data parsed as JSON."""
+        return json.loads(self.data)
+
+
+class SseStream:
+    """GET an event stream and parse it in a thread: messages, comments and the retry field, as they arrive."""
+
+    def __init__(self, url: str, headers: dict | None = None, timeout_s: float = REQUEST_TIMEOUT_S):
+        parts = urlsplit(url)
+        self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+        self._connection.request("GET", parts.path + ("?" + parts.query if parts.query else ""), headers=headers or {})
+        self.response = self._connection.getresponse()
+        self.messages: queue.Queue[SseMessage] = queue.Queue()
+        self.comments: list[str] = []
+        self.retry_ms: int | None = None
+        self.ended = threading.Event()
+        if self.response.status == 200:
+            threading.Thread(target=self._read, daemon=True).start()
+        else:
+            self.ended.set()
+
+    def _read(self) -> None:
+        event, data = "message", []
+        try:
+            for raw in self.response:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if not line:
+                    if data:
+                        self.messages.put(SseMessage(event, "\n".join(data)))
+                    event, data = "message", []
+                elif line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                else:
+                    name, _, value = line.partition(":")
+                    value = value[1:] if value.startswith(" ") else value
+                    if name == "retry":
+                        self.retry_ms = int(value)
+                    elif name == "event":
+                        event = value
+                    elif name == "data":
+                        data.append(value)
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):
+            pass  # the connection closed under the reader (close(), or the server went): the stream has ended
+        finally:
+            self.ended.set()
+
+    def next(self, predicate=lambda message: True, timeout_s: float = 20.0) -> SseMessage:
+        """The next message that satisfies predicate (those before it are consumed); AssertionError after timeout_s."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no such event within %.0f s" % timeout_s)
+            try:
+                message = self.messages.get(timeout=min(remaining, 0.2))
+            except queue.Empty:
+                continue
+            if predicate(message):
+                return message
+
+    def serd_events(self, until, timeout_s: float = 20.0) -> list[dict]:
+        """serd's events (plain messages) up to and including the first for which until(event) holds."""
+        events = []
+        while True:
+            event = self.next(lambda m: m.event == "message", timeout_s).json()
+            events.append(event)
+            if until(event):
+                return events
+
+    def close(self) -> None:
+        """Drop the connection."""
+        with contextlib.suppress(OSError):
+            if self._connection.sock is not None:
+                self._connection.sock.shutdown(socket.SHUT_RDWR)
+        self._connection.close()
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (on loopback)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
