@@ -53,7 +53,7 @@ $(VENV)/.runtime: setup.cfg pyproject.toml
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PY) -m pip install -q -e ".[dev,train,web]"
+	$(PY) -m pip install -q -e ".[dev,train,web,batch]"
 	touch $@
 
 venv: $(VENV)/.runtime

@@ -1,4 +1,4 @@
-"""Command-line front doors: run, analyze, eval, monitor, web, devices, check-config."""
+"""Command-line front doors: run, analyze, batch, eval, monitor, web, devices, check-config."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_run(commands)
     _add_analyze(commands)
+    _add_batch(commands)
     _add_eval(commands)
     _add_monitor(commands)
     _add_web(commands)
@@ -82,6 +83,30 @@ def _add_analyze(commands) -> None:
     analyze.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     analyze.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence (below it: uncertain)")
     analyze.add_argument("--jobs", type=positive_int, default=1, metavar="N", help="analyse N files at once (processes, N >= 1)")
+
+
+def _add_batch(commands) -> None:
+    """serd batch."""
+    batch = commands.add_parser("batch", help="analyse archives of audio on Dask into a Parquet or JSON Lines file (needs the [batch] extra)",
+                                description="Analyse many files as serd analyze --json does, on a Dask cluster: a local one of N "
+                                            "worker processes, or an existing scheduler (--dask). RESULTS gets a row per speech "
+                                            "segment and an overall row per file (file, size_bytes, mtime_ns, row, start_s, end_s, "
+                                            "windows, label, confidence, probabilities, arousal, valence, duration_s, "
+                                            "source_rate_hz, warnings), or an error row naming why a file failed; the others go on "
+                                            "and the exit status is 1. A progress line on a terminal, a summary at the end. "
+                                            "Needs pip install 'serd[batch]'.")
+    batch.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder (searched recursively for .wav .flac .ogg "
+                       ".opus .mp3) or manifest (.tsv with a path column, as serd eval reads)")
+    batch.add_argument("--out", required=True, metavar="RESULTS", help="results file: .parquet or .jsonl")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--dask", metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786); its workers must read the "
+                       "files and have serd installed")
+    where.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, metavar="N",
+                       help="start a local cluster of N worker processes (default: one per CPU)")
+    batch.add_argument("--resume", action="store_true", help="skip files RESULTS already holds with the same size and modification "
+                       "time, and add the rest (files that failed are tried again)")
+    batch.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    batch.add_argument("--config", metavar="FILE", help="config file for [vad] settings and [smoothing] min_confidence, as analyze")
 
 
 def _add_eval(commands) -> None:
@@ -206,6 +231,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return analyze_files(args.files, args.model, args.config, args.json, jobs, sys.stdout)
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    """serd batch."""
+    from serd.batch import run_batch
+
+    return run_batch(args.inputs, args.out, args.dask, args.workers, args.resume, args.model, args.config)
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     """serd eval."""
     from serd.evaluation import evaluate_manifests, format_evaluation
@@ -312,6 +344,7 @@ def _model_problem(path: str) -> str:
 COMMANDS = {
     "run": cmd_run,
     "analyze": cmd_analyze,
+    "batch": cmd_batch,
     "eval": cmd_eval,
     "monitor": cmd_monitor,
     "web": cmd_web,
