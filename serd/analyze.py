@@ -15,7 +15,7 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.pipeline import vad_params
 from serd.ringbuffer import RingBuffer
-from serd import speaker
+from serd import affect, speaker
 from serd.speaker import SpeakerStats
 
 CHUNK_S = 1.0  # a file is decoded and analysed this much at a time
@@ -43,6 +43,18 @@ class Verdict:
         best = int(np.argmax(mean))
         label = labels[best] if mean[best] >= min_confidence else UNCERTAIN_LABEL
         return cls(label, round(float(mean[best]), 4), {name: round(float(p), 4) for name, p in zip(labels, mean)})
+
+    @property
+    def arousal(self) -> float | None:
+        """Arousal (-1..1) of the probabilities (serd.affect); None without speech."""
+        point = affect.coordinates(self.probabilities)
+        return point[1] if point else None
+
+    @property
+    def valence(self) -> float | None:
+        """Valence (-1..1) of the probabilities (serd.affect); None without speech."""
+        point = affect.coordinates(self.probabilities)
+        return point[0] if point else None
 
 
 @dataclass(frozen=True)
@@ -81,9 +93,12 @@ class FileAnalysis:
             "label": self.overall.label,
             "confidence": self.overall.confidence,
             "probabilities": self.overall.probabilities,
+            "arousal": self.overall.arousal,
+            "valence": self.overall.valence,
             "segments": [
                 {"start_s": s.start_s, "end_s": s.end_s, "windows": s.windows, "label": s.verdict.label,
-                 "confidence": s.verdict.confidence, "probabilities": s.verdict.probabilities}
+                 "confidence": s.verdict.confidence, "probabilities": s.verdict.probabilities,
+                 "arousal": s.verdict.arousal, "valence": s.verdict.valence}
                 for s in self.segments
             ],
             "warnings": list(self.warnings),

@@ -64,6 +64,8 @@ class EmotionChanged(Event):
     previous: str = SILENCE_LABEL
     confidence: float = 0.0
     probabilities: dict[str, float] = field(default_factory=dict)
+    arousal: float | None = None  # -1 (calm) .. 1 (excited), from the probabilities (serd.affect); None for silence
+    valence: float | None = None  # -1 (unpleasant) .. 1 (pleasant), likewise
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class EmotionState(Event):
     label: str = SILENCE_LABEL
     confidence: float = 0.0
     probabilities: dict[str, float] = field(default_factory=dict)
+    arousal: float | None = None  # as in EmotionChanged
+    valence: float | None = None
 
 
 @dataclass(frozen=True)

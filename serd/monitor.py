@@ -43,6 +43,8 @@ def describe(event: Event) -> str:
     """The type-specific part of a monitor line."""
     if isinstance(event, (EmotionChanged, EmotionState)):
         text = "%-*s %4.2f %s" % (LABEL_WIDTH, event.label, event.confidence, confidence_bar(event.confidence))
+        if event.arousal is not None and event.valence is not None:
+            text += "  arousal %+.2f valence %+.2f" % (event.arousal, event.valence)
         if isinstance(event, EmotionChanged):
             text += " (was %s)" % event.previous
         return text

@@ -15,7 +15,7 @@ from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowRe
 from serd.model import WindowModel
 from serd.ringbuffer import RingBuffer
 from serd.smoothing import EmotionUpdate, Smoother
-from serd import speaker
+from serd import affect, speaker
 from serd.vad import VadParams
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,10 @@ class Pipeline:
     def _emotion_event(self, update: EmotionUpdate, segment_id: int) -> Event:
         """emotion-changed or emotion-state from a smoother update."""
         common = self._common(round(update.stream_time_s * self._rate_hz), segment_id)
-        fields = dict(label=update.label, confidence=update.confidence, probabilities=update.probabilities, **common)
+        point = affect.coordinates(update.probabilities)
+        valence, arousal = point if point else (None, None)
+        fields = dict(label=update.label, confidence=update.confidence, probabilities=update.probabilities,
+                      arousal=arousal, valence=valence, **common)
         if update.kind == "changed":
             return EmotionChanged(previous=update.previous, **fields)
         return EmotionState(**fields)

@@ -70,18 +70,28 @@ def format_analysis(path: str, result: FileAnalysis) -> str:
     verdicts = [segment.verdict for segment in result.segments] + [result.overall]
     width = max([LABEL_WIDTH] + [len(verdict.label or NO_SPEECH) for verdict in verdicts])
     lines = ["%s  %.2f s" % (path, result.duration_s)] + [WARNING_PREFIX + warning for warning in result.warnings]
-    lines.append(_table_row(width, "start_s", "end_s", "label", "confidence", "windows"))
+    lines.append(_table_row(width, "start_s", "end_s", "label", "confidence", "windows", "arousal", "valence"))
     for segment in result.segments:
-        lines.append(_table_row(width, "%.2f" % segment.start_s, "%.2f" % segment.end_s, *_verdict_cells(segment.verdict), str(segment.windows)))
+        lines.append(_table_row(width, "%.2f" % segment.start_s, "%.2f" % segment.end_s, *_verdict_cells(segment.verdict),
+                                str(segment.windows), *_affect_cells(segment.verdict)))
     windows = sum(segment.windows for segment in result.segments)
-    lines.append(_table_row(width, "overall", "", *_verdict_cells(result.overall), str(windows)))
+    lines.append(_table_row(width, "overall", "", *_verdict_cells(result.overall), str(windows), *_affect_cells(result.overall)))
     return "\n".join(lines) + "\n"
 
 
-def _table_row(label_width: int, start: str, end: str, label: str, confidence: str, windows: str) -> str:
+def _table_row(label_width: int, start: str, end: str, label: str, confidence: str, windows: str, arousal: str,
+               valence: str) -> str:
     """One aligned row of the analyze table."""
-    row = "%*s %*s  %-*s %-*s %7s" % (TIME_WIDTH, start, TIME_WIDTH, end, label_width, label, CONFIDENCE_WIDTH, confidence, windows)
+    row = "%*s %*s  %-*s %-*s %7s %7s %7s" % (TIME_WIDTH, start, TIME_WIDTH, end, label_width, label, CONFIDENCE_WIDTH,
+                                             confidence, windows, arousal, valence)
     return row.rstrip()
+
+
+def _affect_cells(verdict: Verdict) -> tuple[str, str]:
+    """('+0.53', '-0.56'), or blanks without speech."""
+    if verdict.arousal is None or verdict.valence is None:
+        return "", ""
+    return "%+.2f" % verdict.arousal, "%+.2f" % verdict.valence
 
 
 def _verdict_cells(verdict: Verdict) -> tuple[str, str]:

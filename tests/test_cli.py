@@ -48,16 +48,17 @@ def test_analyze_text_is_an_aligned_table_per_file(clips, labels):
     for clip, table, analysis in zip(clips, tables, analyses):
         assert table[0] == "%s  %.2f s" % (clip, analysis["duration_s"])
         header, rows = table[1], table[2:]
-        assert header.split() == ["start_s", "end_s", "label", "confidence", "windows"]
-        expected = [("%.2f" % s["start_s"], "%.2f" % s["end_s"], s["label"], s["confidence"], s["windows"]) for s in analysis["segments"]]
+        assert header.split() == ["start_s", "end_s", "label", "confidence", "windows", "arousal", "valence"]
+        expected = [("%.2f" % s["start_s"], "%.2f" % s["end_s"], s["label"], s["confidence"], s["windows"], s["arousal"],
+                     s["valence"]) for s in analysis["segments"]]
         windows = sum(s["windows"] for s in analysis["segments"])
-        expected.append(("overall", "", analysis["label"], analysis["confidence"], windows))
+        expected.append(("overall", "", analysis["label"], analysis["confidence"], windows, analysis["arousal"], analysis["valence"]))
         assert len(rows) == len(expected)
-        for row, (start, end, label, confidence, windows) in zip(rows, expected):
+        for row, (start, end, label, confidence, windows, arousal, valence) in zip(rows, expected):
             assert row[:8].strip() == start and row[9:17].strip() == end, "times right-aligned under their headers"
             assert row[19:].startswith("%-9s %4.2f %s" % (label, confidence, confidence_bar(confidence)))
-            assert row.endswith(" %d" % windows) and len(row) == len(rows[0])
-        assert header.index("label") == 19 and header.endswith("windows") and len(header) == len(rows[0])
+            assert row.endswith(" %7d %+7.2f %+7.2f" % (windows, arousal, valence)) and len(row) == len(rows[0])
+        assert header.index("label") == 19 and header.endswith("valence") and len(header) == len(rows[0])
 
 
 def test_analyze_text_says_no_speech(tmp_path):

@@ -13,11 +13,12 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 
 def test_emotion_changed_wire_form():
     event = EmotionChanged(device="robot", stream_time_s=2.5, wall_time_s=1.7e9, segment=3, label="angry",
-                           previous="silence", confidence=0.8, probabilities={"angry": 0.8, "sad": 0.2})
+                           previous="silence", confidence=0.8, probabilities={"angry": 0.8, "sad": 0.2},
+                           arousal=0.499, valence=-0.712)
     data = json.loads(json.dumps(event.to_dict()))
     assert data == {"schema": 1, "type": "emotion-changed", "device": "robot", "stream_time_s": 2.5,
                     "wall_time_s": 1.7e9, "segment": 3, "label": "angry", "previous": "silence",
-                    "confidence": 0.8, "probabilities": {"angry": 0.8, "sad": 0.2}}
+                    "confidence": 0.8, "probabilities": {"angry": 0.8, "sad": 0.2}, "arousal": 0.499, "valence": -0.712}
     assert from_dict(data) == event
 
 
@@ -45,6 +46,14 @@ def test_status_carries_counters():
 def test_bad_wire_dicts_are_rejected(data, reason):
     with pytest.raises(EventFormatError, match=reason):
         from_dict(data)
+
+
+def test_events_of_the_schema_before_arousal_and_valence_still_read():
+    data = EmotionChanged(device="d", stream_time_s=1.0, wall_time_s=2.0, label="sad", confidence=0.6,
+                          probabilities={"sad": 0.6, "angry": 0.4}).to_dict()
+    del data["arousal"], data["valence"]
+    event = from_dict(data)
+    assert (event.label, event.arousal, event.valence) == ("sad", None, None)
 
 
 def test_unknown_fields_are_ignored_for_forward_compatibility():

@@ -200,3 +200,22 @@ def test_arousal_is_scored_as_the_side_of_the_labels_holding_more_probability():
     seen = np.array([True, True, True, False])
     assert loco_scoring.binary_uar(truth, probs, seen, corpora.HIGH_AROUSAL) == 0.5  # high 2/2, low 0/2
     assert loco_scoring.binary_uar(truth[:2], probs[:2], seen[:2], corpora.HIGH_AROUSAL) is None
+
+
+def test_derived_arousal_is_correlated_with_the_true_labels_points_over_clips_with_speech():
+    from serd import affect
+    from tools import corpora, loco_scoring
+
+    index = {label: i for i, label in enumerate(corpora.LABELS)}
+    truth = np.array([index["angry"], index["sad"], index["happy"], index["neutral"], index["angry"]])
+    probs = np.eye(len(corpora.LABELS))[truth]  # every clip sure of its true label: derived points are the true points
+    seen = np.array([True, True, True, True, False])
+    scores = loco_scoring.circumplex_correlation(truth, probs, seen)
+    assert scores["arousal_r"] == pytest.approx(1.0) and scores["valence_r"] == pytest.approx(1.0)
+    swapped = probs[:, [index[label] for label in corpora.LABELS]].copy()
+    swapped[:, [index["angry"], index["sad"]]] = swapped[:, [index["sad"], index["angry"]]]  # angry heard as sad and back
+    arousal = loco_scoring.circumplex_correlation(truth, swapped, seen)["arousal_r"]
+    expected = np.corrcoef([affect.CIRCUMPLEX[l][1] for l in ("sad", "angry", "happy", "neutral")],
+                           [affect.CIRCUMPLEX[l][1] for l in ("angry", "sad", "happy", "neutral")])[0, 1]
+    assert arousal == pytest.approx(expected) and arousal < 0.5
+    assert loco_scoring.circumplex_correlation(truth[:1], probs[:1], seen[:1]) == {"valence_r": None, "arousal_r": None}

@@ -115,8 +115,21 @@ def _dimensions(entry: dict) -> str:
                     for name, s in entry["per_corpus"].items())
     return ("\nArousal (high: happy, angry, fearful, surprised) and valence (negative: sad, angry, fearful, disgust), "
             "each a two-way split of the unrestricted posterior (Schuller et al. 2010's mapping; chance 50 %%): "
-            "**arousal UAR %s**, valence UAR %s (per corpus, arousal / valence: %s).\n"
-            % (_pm(mean["arousal_uar"]), _pm(mean["valence_uar"]), per))
+            "**arousal UAR %s**, valence UAR %s (per corpus, arousal / valence: %s).\n%s"
+            % (_pm(mean["arousal_uar"]), _pm(mean["valence_uar"]), per, _circumplex(entry)))
+
+
+def _circumplex(entry: dict) -> str:
+    """Correlation of the arousal and valence the events carry (serd.affect) with the true label's, where scored."""
+    mean = entry["mean"]
+    if "arousal_r" not in mean:
+        return ""
+    per = ", ".join("%s %.2f / %.2f" % (name, s["arousal_r"], s["valence_r"]) for name, s in entry["per_corpus"].items()
+                    if s.get("arousal_r") is not None and s.get("valence_r") is not None)
+    return ("\nThe `arousal` and `valence` of serd's events (each clip's mean probabilities placed by the NRC VAD lexicon's "
+            "points, docs/events.md) against the points of the clips' true labels, Pearson r over clips: **arousal r "
+            "%.2f ± %.2f** (%.2f–%.2f), valence r %.2f ± %.2f (per corpus, arousal / valence: %s).\n"
+            % (*mean["arousal_r"], *mean["valence_r"][:2], per))
 
 
 def _conditions_section(entry: dict | None) -> str:

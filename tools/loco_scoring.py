@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from serd import metrics
+from serd import affect, metrics
 from tools import calibrate, corpora, data, recipes
 
 STD_DDOF = 1  # sample standard deviation over corpora (or folds)
@@ -62,7 +62,21 @@ def corpus_scores(truth: np.ndarray, probs: np.ndarray, seen: np.ndarray, classe
             "predicted_share_unrestricted": {label: float(np.mean(free == i)) for i, label in enumerate(corpora.LABELS)},
             "confusion_restricted": confusion[np.ix_(keep, keep)].tolist(),
             "arousal_uar": binary_uar(truth, probs, seen, corpora.HIGH_AROUSAL),
-            "valence_uar": binary_uar(truth, probs, seen, corpora.NEGATIVE_VALENCE)}
+            "valence_uar": binary_uar(truth, probs, seen, corpora.NEGATIVE_VALENCE),
+            **circumplex_correlation(truth, probs, seen)}
+
+
+def circumplex_correlation(truth: np.ndarray, probs: np.ndarray, seen: np.ndarray) -> dict[str, float | None]:
+    """Pearson r, over the clips with speech, between the arousal (valence) serd derives from a clip's probabilities
+    (serd.affect) and the arousal (valence) of its true label's point; None where the truth does not vary."""
+    derived = np.array([affect.coordinates(dict(zip(corpora.LABELS, row))) or (np.nan, np.nan) for row in probs[seen]])
+    true_points = np.array([affect.CIRCUMPLEX[corpora.LABELS[t]] for t in truth[seen]])
+    out: dict[str, float | None] = {}
+    for name, column in (("valence_r", 0), ("arousal_r", 1)):
+        x, y = derived[:, column] if len(derived) else np.zeros(0), true_points[:, column] if len(true_points) else np.zeros(0)
+        ok = np.isfinite(x)
+        out[name] = float(np.corrcoef(x[ok], y[ok])[0, 1]) if ok.sum() > 2 and y[ok].std() > 0 and x[ok].std() > 0 else None
+    return out
 
 
 def binary_uar(truth: np.ndarray, probs: np.ndarray, seen: np.ndarray, side: tuple[str, ...]) -> float | None:
@@ -109,8 +123,8 @@ def summarise(clips: list[data.Clip], fold_of_clip: np.ndarray, names: list[str]
     out["per_corpus"] = per_corpus
     out["mean"] = {metric: mean_spread([entry[metric] for entry in per_corpus.values()])
                    for metric in ("uar_restricted", "uar_unrestricted")}
-    for metric in ("arousal_uar", "valence_uar"):
-        values = [e[metric] for e in per_corpus.values() if e[metric] is not None]
+    for metric in ("arousal_uar", "valence_uar", "arousal_r", "valence_r"):
+        values = [e[metric] for e in per_corpus.values() if e.get(metric) is not None]
         if values:
             out["mean"][metric] = mean_spread(values)
     out["mean"]["float_uar_restricted"] = mean_spread([e["conditions"]["clean_float"]["uar_restricted"] for e in per_corpus.values()])
