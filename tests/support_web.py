@@ -22,6 +22,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 SERD = [sys.executable, "-m", "serd.cli"]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--autoplay-policy=no-user-gesture-required"]
 URL_LINE = re.compile(r"^serd web: (http://\S+)", re.MULTILINE)
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -210,3 +212,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def system_chromium():
+    """Debian's headless Chromium driven by Playwright (the system browser; Playwright downloads none)."""
+    import shutil
+
+    import pytest
+
+    if not CHROMIUM.is_file() or shutil.which("chromium") is None:
+        pytest.fail("the browser tests need Debian's chromium (apt-get install chromium; make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import wave
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import numpy as np
 import pytest
 
 from serd.audio import load_audio
-from tests.support_web import request, serd_analyze_json, start_web, upload
+from tests.support_web import request, serd_analyze_json, start_web, system_chromium, upload
 
-CHROMIUM = Path("/usr/bin/chromium")
 SECOND_CLIP = "03-01-03-02-01-01-01.flac"  # happy, after the angry fixture clip
 PAUSE_S = 1.5  # silence between the two clips: two speech segments
 READY_TIMEOUT_MS = 30000
@@ -32,15 +30,8 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.is_file() or shutil.which("chromium") is None:
-        pytest.fail("the browser tests need Debian's chromium (apt-get install chromium; make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                              args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"])
+    with system_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture()
