@@ -1,14 +1,16 @@
-"""The aiohttp application: the pages and their assets, the API; errors as JSON."""
+"""The aiohttp application: the pages and their assets, the API and its OpenAPI description; errors as JSON."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
 
+from serd import __version__
 from serd.web.access import BEARER_PREFIX, authorised
 from serd.web.live import LiveFeed
 from serd.web.live_routes import FEED, KEEPALIVE_S, add_live_routes
@@ -26,6 +28,7 @@ ANALYZER = web.AppKey("analyzer", Analyzer)
 TOKEN = web.AppKey("token", str)
 QUERY_TOKEN = "access_token"  # an EventSource cannot send headers: GET /api/events may carry the token in the query
 QUERY_TOKEN_PATHS = ("/api/events",)
+OPENAPI_PATH = Path(__file__).resolve().parent / "openapi.json"
 
 
 def make_app(analyzer: Analyzer, token: str | None, feed: LiveFeed, keepalive_s: float = KEEPALIVE_S) -> web.Application:
@@ -37,6 +40,7 @@ def make_app(analyzer: Analyzer, token: str | None, feed: LiveFeed, keepalive_s:
     app.router.add_static("/static/", STATIC_DIR)
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/analyze", analyze)
+    app.router.add_get("/api/openapi.json", openapi)
     add_live_routes(app, feed, keepalive_s)
     return app
 
@@ -82,6 +86,13 @@ async def bearer_token(request: web.Request, handler) -> web.StreamResponse:
 async def page(request: web.Request) -> web.FileResponse:
     """The analysis page."""
     return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this API (serd/web/openapi.json), with this serd's version."""
+    spec = json.loads(OPENAPI_PATH.read_text(encoding="utf-8"))
+    spec["info"]["version"] = __version__
+    return web.json_response(spec)
 
 
 async def health(request: web.Request) -> web.Response:
