@@ -7,8 +7,10 @@ ends. Either way a killed batch loses at most the files in flight. pyarrow is im
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from serd.analyze import FileAnalysis
@@ -20,6 +22,7 @@ PARQUET_EXTENSIONS = (".parquet", ".pq")
 JOURNAL_SUFFIX = ".partial"  # a Parquet RESULTS' journal of rows not yet in it
 COLUMNS = ("file", "size_bytes", "mtime_ns", "row", "start_s", "end_s", "windows", "label", "confidence", "probabilities",
            "arousal", "valence", "duration_s", "source_rate_hz", "warnings", "error")
+PARQUET_BATCH_ROWS = 65536  # rows converted to Parquet at a time (one row group each)
 BATCH_EXTRA_HINT = "serd batch needs the [batch] extra: pip install 'serd[batch]'"
 
 
@@ -44,7 +47,10 @@ def require_pyarrow():
 
 
 class ResultStore:
-    """RESULTS opened for one batch: the keys of the files already done (with --resume), and a place for new rows."""
+    """RESULTS opened for one batch: the keys of the files already done (with --resume), and a place for new rows.
+
+    Rows are streamed, never all held: a resumed RESULTS is read for its keys, and rewritten (without what a kill
+    cut, error rows, and rows of files changed since) only when it holds such rows."""
 
     def __init__(self, path: str | os.PathLike, labels: tuple[str, ...], resume: bool, current: dict[str, tuple] | None = None):
         """current maps the batch's files to their keys now: earlier rows of a file since changed are dropped."""
@@ -53,8 +59,7 @@ class ResultStore:
         self.log_path = self.path.with_name(self.path.name + JOURNAL_SUFFIX) if self.format == "parquet" else self.path
         if self.format == "parquet":
             require_pyarrow()
-        self.kept_rows = self._earlier_rows(resume)
-        self.done = {row_key(row) for row in self.kept_rows if row["row"] == OVERALL_ROW}
+        self.done = self._resume() if resume else self._fresh()
         self._log = self.log_path.open("a", encoding="utf-8")
 
     def write(self, rows: list[dict]) -> None:
@@ -66,24 +71,42 @@ class ResultStore:
         """Done: a Parquet RESULTS gets every row (earlier runs' and the journal's) and the journal goes."""
         self._log.close()
         if self.format == "parquet":
-            write_parquet(self.path, self.kept_rows + read_jsonl(self.log_path), self.labels)
-            self.log_path.unlink()
+            self._merge_journal(lambda row: True)
 
-    def _earlier_rows(self, resume: bool) -> list[dict]:
-        """With --resume, the complete analyses already in RESULTS (rewritten without the rest); without it, none."""
+    def _fresh(self) -> set:
+        """No earlier rows: RESULTS must not exist."""
         existing = [p for p in (self.path, self.log_path) if p.exists()]
-        if existing and not resume:
+        if existing:
             raise SerdError("%s exists: --resume adds to it (or remove it)" % existing[0])
-        rows = read_parquet(self.path) if self.format == "parquet" and self.path.exists() else []
-        rows += read_jsonl(self.log_path) if self.log_path.exists() else []
-        kept = [row for row in complete_rows(rows) if self.current.get(row["file"], row_key(row)) == row_key(row)]
-        if self.format == "parquet":
-            if self.log_path.exists():
-                write_parquet(self.path, kept, self.labels)
-                self.log_path.unlink()
-        elif len(kept) != len(rows) or _cut_line(self.log_path):
-            _rewrite_jsonl(self.log_path, kept)
-        return kept
+        return set()
+
+    def _resume(self) -> set:
+        """Keys of the complete analyses in RESULTS (and its journal); the rest of its rows are dropped."""
+        keys = set()
+        for row in self._earlier_rows():
+            if row["row"] == OVERALL_ROW and self.current.get(row["file"], row_key(row)) == row_key(row):
+                keys.add(row_key(row))
+
+        def keep(row: dict) -> bool:
+            return row["row"] != ERROR_ROW and row_key(row) in keys
+
+        if self.format == "parquet" and (self.log_path.exists() or not all(map(keep, self._earlier_rows()))):
+            self._merge_journal(keep)
+        elif self.format == "jsonl" and self.path.exists() and (_cut_line(self.path) or not all(map(keep, self._earlier_rows()))):
+            _rewrite_jsonl(self.path, filter(keep, iter_jsonl(self.path)))
+        return keys
+
+    def _earlier_rows(self) -> Iterator[dict]:
+        """The rows RESULTS and its journal hold now."""
+        if self.format == "parquet" and self.path.exists():
+            yield from iter_parquet(self.path)
+        if self.log_path.exists():
+            yield from iter_jsonl(self.log_path)
+
+    def _merge_journal(self, keep) -> None:
+        """A Parquet RESULTS rewritten with the rows it and its journal hold that keep() accepts; the journal goes."""
+        write_parquet(self.path, filter(keep, self._earlier_rows()), self.labels)
+        self.log_path.unlink(missing_ok=True)
 
 
 def row_key(row: dict) -> tuple:
@@ -91,44 +114,43 @@ def row_key(row: dict) -> tuple:
     return row["file"], row["size_bytes"], row["mtime_ns"]
 
 
-def complete_rows(rows: list[dict]) -> list[dict]:
-    """Rows of the files whose overall row was written (a file's rows end with it); a file's error rows are
-    dropped so that --resume tries it again, and so are rows a killed batch wrote for a file it did not finish."""
-    done = {row_key(row) for row in rows if row["row"] == OVERALL_ROW}
-    return [row for row in rows if row["row"] != ERROR_ROW and row_key(row) in done]
+def iter_jsonl(path: Path) -> Iterator[dict]:
+    """Rows of a JSON Lines file; a last line cut short by a kill is left out, any other bad line is a SerdError."""
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if not line.endswith("\n"):  # the last line, cut short
+                    return
+                raise SerdError("%s:%d: not a JSON row of serd batch" % (path, number)) from None
+            if not isinstance(row, dict) or set(row) != set(COLUMNS):
+                raise SerdError("%s:%d: not a row of serd batch results (columns %s)" % (path, number, ", ".join(COLUMNS)))
+            yield row
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Rows of a JSON Lines file; a last line cut short by a kill is left out, any other bad line is a SerdError."""
-    lines = path.read_text(encoding="utf-8").split("\n")
-    rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):  # no newline after it: cut short
-                break
-            raise SerdError("%s:%d: not a JSON row of serd batch" % (path, number)) from None
-    if any(set(row) != set(COLUMNS) for row in rows):
-        raise SerdError("%s: not serd batch results (its rows lack the columns %s)" % (path, ", ".join(COLUMNS)))
-    return rows
+    """Every row of a JSON Lines RESULTS (see iter_jsonl)."""
+    return list(iter_jsonl(path))
 
 
 def _cut_line(path: Path) -> bool:
     """The file does not end with a newline (a kill cut its last row)."""
-    if not path.exists() or path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         return False
     with path.open("rb") as handle:
         handle.seek(-1, os.SEEK_END)
         return handle.read(1) != b"\n"
 
 
-def _rewrite_jsonl(path: Path, rows: list[dict]) -> None:
+def _rewrite_jsonl(path: Path, rows: Iterable[dict]) -> None:
     """Replace the file with these rows (a new file renamed over it)."""
     scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    with scratch.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
     os.replace(scratch, path)
 
 
@@ -143,24 +165,38 @@ def parquet_schema(labels: tuple[str, ...]):
                       ("error", pa.string())])
 
 
-def write_parquet(path: Path, rows: list[dict], labels: tuple[str, ...]) -> None:
-    """Rows as a Parquet file (a new file renamed over path)."""
+def write_parquet(path: Path, rows: Iterable[dict], labels: tuple[str, ...]) -> None:
+    """Rows as a Parquet file, PARQUET_BATCH_ROWS at a time (a new file renamed over path)."""
     pa = require_pyarrow()
+    schema = parquet_schema(labels)
     scratch = path.with_name(path.name + ".tmp")
-    pa.parquet.write_table(pa.Table.from_pylist(rows, schema=parquet_schema(labels)), scratch)
+    rows = iter(rows)
+    with pa.parquet.ParquetWriter(scratch, schema) as writer:
+        while True:
+            batch = list(itertools.islice(rows, PARQUET_BATCH_ROWS))
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            if len(batch) < PARQUET_BATCH_ROWS:
+                break
     os.replace(scratch, path)
 
 
-def read_parquet(path: Path) -> list[dict]:
-    """Rows of a Parquet RESULTS."""
+def iter_parquet(path: Path) -> Iterator[dict]:
+    """Rows of a Parquet RESULTS, a row group at a time."""
     pa = require_pyarrow()
     try:
-        table = pa.parquet.read_table(path)
+        table = pa.parquet.ParquetFile(path)
+        names = tuple(table.schema_arrow.names)
     except (OSError, pa.ArrowException) as exc:
         raise SerdError("%s: cannot read Parquet results: %s" % (path, exc)) from None
-    if tuple(table.column_names) != COLUMNS:
-        raise SerdError("%s: not serd batch results (columns %s)" % (path, ", ".join(table.column_names)))
-    return table.to_pylist()
+    if names != COLUMNS:
+        raise SerdError("%s: not serd batch results (columns %s)" % (path, ", ".join(names)))
+    for batch in table.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        yield from batch.to_pylist()
+
+
+def read_parquet(path: Path) -> list[dict]:
+    """Every row of a Parquet RESULTS."""
+    return list(iter_parquet(path))
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:

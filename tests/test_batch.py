@@ -117,6 +117,11 @@ def test_batch_on_a_two_worker_cluster_equals_analyze_json(tmp_path, archive, ex
     assert sorted(finished_files(rows)) == sorted(archive["clips"] + archive["bad"])
     assert not out.with_name(out.name + ".partial").exists()
     assert summary.getvalue().startswith("serd batch: 22 files analysed, 2 failed, 0 skipped")
+    again = io.StringIO()
+    assert run_batch([str(archive["root"])], str(out), cluster.scheduler_address, WORKERS, True, None, None, again, io.StringIO()) == 1
+    assert again.getvalue().startswith("serd batch: 2 files analysed, 2 failed, 20 skipped"), "--resume tries failed files again"
+    assert read_results(out)[: len(rows) - 2] == [row for row in rows if row["row"] != "error"]
+    assert sorted(finished_files(read_results(out))) == sorted(archive["clips"] + archive["bad"]), "every file once"
     with Client(cluster.scheduler_address) as client:
         loaded, tasks = client.run(models_loaded), client.run(tasks_run)
     assert len(loaded) == WORKERS and sum(tasks.values()) >= 2 * WORKERS, tasks
@@ -296,3 +301,24 @@ def test_the_daemon_and_the_other_commands_never_import_dask_or_pyarrow():
 def test_the_help_names_batch():
     result = serd("--help", text=True)
     assert "batch" in result.stdout and "Dask" in serd("batch", "--help", text=True).stdout
+
+
+def test_parquet_results_are_written_a_row_group_at_a_time(tmp_path, archive, monkeypatch):
+    """The journal becomes Parquet in batches of rows, never all of them at once; reading gives them back in order."""
+    import pyarrow.parquet as pq
+
+    from serd import results
+    from serd.batchwork import analysis_rows, file_job
+
+    monkeypatch.setattr(results, "PARQUET_BATCH_ROWS", 2)
+    analysis = {"duration_s": 2.0, "source_rate_hz": 8000, "label": None, "confidence": 0.0, "probabilities": {},
+                "segments": [], "warnings": ["recorded at 8000 Hz"]}
+    rows = [row for path in archive["clips"][:5] for row in analysis_rows(file_job(path), analysis)]
+    out = tmp_path / "results.parquet"
+    store = ResultStore(out, ("sad", "angry"), resume=False)
+    for row in rows:
+        store.write([row])
+    store.close()
+    assert pq.ParquetFile(out).num_row_groups >= 3 and not (tmp_path / "results.parquet.partial").exists()
+    assert read_results(out) == rows
+    assert analyses(read_results(out))[archive["clips"][0]]["probabilities"] == {}, "no speech: no probabilities"
