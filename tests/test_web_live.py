@@ -227,7 +227,7 @@ def test_web_listen_serves_the_daemons_own_events_inside_serd_run(tmp_path, ravd
 
 
 @pytest.mark.parametrize(("web_section", "reason"), [
-    ("listen = 127.0.0.1:%(busy)d", "web: cannot listen on 127.0.0.1:%(busy)d: "),
+    ("listen = 127.0.0.1:%(busy)d", "web: cannot listen on 127.0.0.1:%(busy)d: Address already in use"),
     ("listen = 0.0.0.0:0", "web: refusing to listen on 0.0.0.0: it is not a loopback address"),
 ])
 def test_a_web_view_that_cannot_start_is_an_error_status_not_a_dead_daemon(tmp_path, ravdess_clip, web_section, reason):
@@ -253,3 +253,28 @@ def test_serd_run_without_web_listen_never_loads_the_web_framework(tmp_path, rav
                             env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_a_slow_client_misses_events_and_the_others_do_not(caplog):
+    import asyncio
+
+    from serd.web.live import CLIENT_QUEUE_EVENTS, CLOSED, LiveFeed
+
+    async def scenario():
+        feed = LiveFeed("in process")
+        with feed.subscription() as slow, feed.subscription() as reader:
+            got = []
+            for index in range(CLIENT_QUEUE_EVENTS + 10):
+                feed.deliver(status(wall_time_s=1000.0 + index), status(wall_time_s=1000.0 + index).to_dict())
+                got.append(await reader.get())
+            assert slow.qsize() == CLIENT_QUEUE_EVENTS and len(got) == CLIENT_QUEUE_EVENTS + 10
+            assert json.loads(got[-1].decode().removeprefix("data: "))["wall_time_s"] == 1000.0 + CLIENT_QUEUE_EVENTS + 9
+            feed.close_clients()
+            assert await reader.get() is CLOSED
+            while (frame := slow.get_nowait()) is not CLOSED:
+                assert frame.startswith(b"data: ")
+        assert feed.clients == 0
+
+    with caplog.at_level("WARNING", logger="serd.web"):
+        asyncio.run(scenario())
+    assert len([r for r in caplog.records if "reads too slowly" in r.getMessage()]) == 1, "one warning per spell"

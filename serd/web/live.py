@@ -83,6 +83,7 @@ class LiveFeed:
         self.state = LiveState(feed)
         self.skipped = 0  # events that could not be encoded as JSON (none from a working daemon)
         self._clients: set[asyncio.Queue] = set()
+        self._lagging: set[asyncio.Queue] = set()  # clients whose queue was full at the last event
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
 
@@ -123,8 +124,11 @@ class LiveFeed:
         """Queue one SSE frame for every client; a client whose queue is full misses it."""
         for queue in self._clients:
             if queue.full():
-                log.warning("web: an events client reads too slowly; it misses a %s event", what)
+                if queue not in self._lagging:  # once per spell, not once per event
+                    self._lagging.add(queue)
+                    log.warning("web: an events client reads too slowly: it misses events (from a %s) until it catches up", what)
                 continue
+            self._lagging.discard(queue)
             queue.put_nowait(frame)
 
     @contextlib.contextmanager
@@ -136,6 +140,7 @@ class LiveFeed:
             yield queue
         finally:
             self._clients.discard(queue)
+            self._lagging.discard(queue)
 
     @property
     def clients(self) -> int:

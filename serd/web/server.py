@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from typing import TextIO
 
@@ -45,7 +46,8 @@ async def start_site(app: web.Application, address: ListenAddress) -> tuple[web.
         await web.TCPSite(runner, address.host, address.port).start()
     except OSError as exc:
         await runner.cleanup()
-        raise SerdError("cannot listen on %s:%d: %s" % (address.host, address.port, exc.strerror or exc)) from None
+        reason = os.strerror(exc.errno) if exc.errno else exc  # asyncio's strerror repeats the address
+        raise SerdError("cannot listen on %s:%d: %s" % (address.host, address.port, reason)) from None
     return runner, runner.addresses[0][1]
 
 
