@@ -68,6 +68,8 @@ def _add_run(commands) -> None:
     run.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish to this MQTT broker")
     run.add_argument("--stdout", action="store_true", help="write JSON lines to stdout")
     run.add_argument("--device-id", metavar="NAME", help="device name in events and topics (default: host name)")
+    run.add_argument("--mqtt-forget", action="store_true",
+                     help="remove this device's Home Assistant entities from the MQTT broker ([mqtt] discovery) and exit")
 
 
 def _add_analyze(commands) -> None:
@@ -91,12 +93,12 @@ def _add_batch(commands) -> None:
                                 description="Analyse many files as serd analyze --json does, on a Dask cluster: a local one of N "
                                             "worker processes, or an existing scheduler (--dask). RESULTS gets a row per speech "
                                             "segment and an overall row per file (file, size_bytes, mtime_ns, row, start_s, end_s, "
-                                            "windows, label, confidence, probabilities, arousal, valence, duration_s, "
+                                            "windows, label, confidence, probabilities, arousal and valence as analyze gives them, duration_s, "
                                             "source_rate_hz, warnings), or an error row naming why a file failed; the others go on "
                                             "and the exit status is 1. A progress line on a terminal, a summary at the end. "
                                             "Needs pip install 'serd[batch]'.")
-    batch.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder (searched recursively for .wav .flac .ogg "
-                       ".opus .mp3) or manifest (.tsv with a path column, as serd eval reads)")
+    batch.add_argument("inputs", nargs="+", metavar="INPUT", help="audio file, folder (searched recursively for .wav .wave .flac "
+                       ".ogg .oga .opus .mp3) or manifest (.tsv with a path column, as serd eval reads)")
     batch.add_argument("--out", required=True, metavar="RESULTS", help="results file: .parquet or .jsonl")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--dask", metavar="ADDRESS", help="an existing Dask scheduler (tcp://HOST:8786); its workers must read the "
@@ -217,7 +219,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     overrides = run_overrides(args)
     config = load_config(args.config, overrides)
     setup_logging(config.daemon.log_level)
+    if args.mqtt_forget:
+        return forget_home_assistant(config)
     return Daemon(config, args.config, overrides).run()
+
+
+def forget_home_assistant(config) -> int:
+    """serd run --mqtt-forget: clear the device's Home Assistant entity configs on the broker."""
+    from serd.config import device_id
+    from serd.publish.mqtt_pub import forget_discovery
+
+    if not config.mqtt.enabled:
+        raise SerdError("--mqtt-forget needs a broker: [mqtt] enabled = yes or --mqtt HOST[:PORT]")
+    topics = forget_discovery(config.mqtt, device_id(config))
+    print("removed %d Home Assistant entities of device %s from %s:%d (%s)"
+          % (len(topics), device_id(config), config.mqtt.host, config.mqtt.port, config.mqtt.discovery_prefix))
+    return 0
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -94,6 +94,9 @@ class MqttConfig:
     cert_file: str = doc("client certificate for TLS; empty = none", "")
     key_file: str = doc("client key for TLS; empty = none", "")
     reconnect_max_s: int = doc("longest wait between reconnect attempts, in s", 30)
+    discovery: bool = doc("announce the device to Home Assistant (MQTT discovery: retained entity configs under "
+                          "discovery_prefix, sent again when Home Assistant comes online)", True)
+    discovery_prefix: str = doc("Home Assistant's discovery prefix", "homeassistant")
 
 
 @dataclass(frozen=True)
@@ -234,6 +237,8 @@ RULES = (
     ("mqtt", "qos", lambda v: v in (0, 1, 2), "must be 0, 1 or 2"),
     ("mqtt", "keepalive_s", lambda v: v >= 5, "must be at least 5"),
     ("mqtt", "reconnect_max_s", lambda v: v >= 1, "must be at least 1"),
+    ("mqtt", "discovery_prefix", lambda v: bool(v.strip("/")) and not any(c in v for c in "+#"),
+     "must be a topic prefix without + or #"),
     ("model", "speaker_memory_s", lambda v: v >= 0, "must not be negative"),
     ("daemon", "status_interval_s", lambda v: v > 0, "must be positive"),
     ("daemon", "log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),

@@ -14,7 +14,7 @@ from serd.errors import SerdError
 from serd.events import Event, Status
 from serd.model import WindowModel, load_model
 from serd.pipeline import Pipeline
-from serd.publish import Fanout, make_publishers
+from serd.publish import DeviceIdentity, Fanout, make_publishers
 from serd.ringbuffer import RingBuffer
 from serd.sdnotify import Notifier
 
@@ -28,6 +28,11 @@ STOP_EXTEND_USEC = 10_000_000
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2
 
 
+def identity(model: WindowModel) -> DeviceIdentity:
+    """What Home Assistant discovery shows of the running model."""
+    return DeviceIdentity(tuple(model.card.labels), model.card.name, model.card.version)
+
+
 class Daemon:
     """Runs one source through the pipeline until a signal or the end of a finite source."""
 
@@ -39,7 +44,7 @@ class Daemon:
         self.ring = RingBuffer(int(config.source.ring_s * SAMPLE_RATE_HZ))
         self.model: WindowModel = load_model(config.model.path)
         self.pipeline = Pipeline.from_config(self.ring, self.model, config, device_id(config))
-        self.publishers = Fanout(make_publishers(config))
+        self.publishers = Fanout(make_publishers(config, identity=identity(self.model)))
         self.source = None
         self.web = None  # serd web in process, when [web] listen is set (serd.web.embedded.EmbeddedWeb)
         self._exit_code: int | None = None
@@ -247,8 +252,9 @@ class Daemon:
         rebuild = (model, new.vad, new.smoothing, device_id(new)) != (self.model, old.vad, old.smoothing, device_id(old))
         if rebuild:
             self._drain()  # open speech ends under the running device id, on the running publishers
-        if (new.zmq, new.mqtt, new.stdout, device_id(new)) != (old.zmq, old.mqtt, old.stdout, device_id(old)):
-            self._swap_publishers(new, old)
+        if (new.zmq, new.mqtt, new.stdout, device_id(new)) != (old.zmq, old.mqtt, old.stdout, device_id(old)) or (
+                new.mqtt.enabled and identity(model) != identity(self.model)):
+            self._swap_publishers(new, old, model)
         logging.getLogger().setLevel(new.daemon.log_level.upper())
         if rebuild:
             self.pipeline = Pipeline.from_config(self.ring, model, new, device_id(new), self.pipeline.consumed_index)
@@ -258,16 +264,16 @@ class Daemon:
         log.info("configuration reloaded")
         self._publish([self._status("running", "configuration reloaded")])
 
-    def _swap_publishers(self, new: Config, old: Config) -> None:
+    def _swap_publishers(self, new: Config, old: Config, model: WindowModel) -> None:
         """Keep the ZeroMQ socket when its endpoint stays (subscribers stay connected); close the other old
         publishers first (a tcp:// endpoint binds once), then open the new ones; if they cannot be opened,
         reopen the old ones and report the error."""
         kept_zmq = self.publishers.zmq_publisher(zmq_endpoint(new)) if new.zmq.enabled else None
         self.publishers.close(keep=kept_zmq)
         try:
-            self.publishers = Fanout(make_publishers(new, kept_zmq))
+            self.publishers = Fanout(make_publishers(new, kept_zmq, identity(model)))
         except SerdError:
-            self.publishers = Fanout(make_publishers(old, kept_zmq))
+            self.publishers = Fanout(make_publishers(old, kept_zmq, identity(self.model)))
             raise
         finally:
             self._wait_for_subscribers()

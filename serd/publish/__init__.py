@@ -9,29 +9,32 @@ from typing import Iterable
 from serd.config import Config, device_id, zmq_endpoint
 from serd.events import Event
 from serd.publish.base import DropCounter, Publisher, event_json
+from serd.publish.discovery import DeviceIdentity
 from serd.publish.mqtt_pub import MqttPublisher
 from serd.publish.stdout_pub import StdoutPublisher
 from serd.publish.zmq_pub import ZmqPublisher
 
-__all__ = ["Fanout", "MqttPublisher", "Publisher", "StdoutPublisher", "ZmqPublisher", "event_json", "make_publishers"]
+__all__ = ["DeviceIdentity", "Fanout", "MqttPublisher", "Publisher", "StdoutPublisher", "ZmqPublisher", "event_json", "make_publishers"]
 
 log = logging.getLogger(__name__)
 
 MIN_CLOSE_S = 0.1
 
 
-def make_publishers(config: Config, running_zmq: ZmqPublisher | None = None) -> list[Publisher]:
+def make_publishers(config: Config, running_zmq: ZmqPublisher | None = None,
+                    identity: DeviceIdentity | None = None) -> list[Publisher]:
     """The enabled publishers, connected or bound; a bad endpoint or credential raises ConfigError.
 
     running_zmq, a ZeroMQ publisher already bound to the configured endpoint, is kept (its subscribers
-    stay connected) and takes the new device id and settings; it is never closed here."""
+    stay connected) and takes the new device id and settings; it is never closed here. identity (the
+    model's labels, name and version) lets the MQTT publisher announce the device to Home Assistant."""
     device = device_id(config)
     publishers: list[Publisher] = []
     try:
         if config.zmq.enabled:
             publishers.append(_zmq_publisher(config, device, running_zmq))
         if config.mqtt.enabled:
-            publishers.append(MqttPublisher(config.mqtt, device))
+            publishers.append(MqttPublisher(config.mqtt, device, identity=identity))
         if config.stdout.enabled:
             publishers.append(StdoutPublisher())
     except Exception:

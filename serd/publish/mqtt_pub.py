@@ -14,9 +14,11 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from serd.config import MqttConfig
-from serd.errors import ConfigError
+from serd.errors import ConfigError, SerdError
 from serd.events import EmotionChanged, EmotionState, Event, Status
+from serd.publish import discovery
 from serd.publish.base import DropCounter, event_json
+from serd.publish.discovery import DeviceIdentity
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,7 @@ NOT_ON_EVENTS_TOPIC = (EmotionState.TYPE,)
 TOPIC_WILDCARDS = ("+", "#")
 CLIENT_ID_SUFFIX_CHARS = 8
 PENDING_POLL_S = 0.01  # how often close() looks whether queued events have reached the broker
+FORGET_TIMEOUT_S = 5.0  # serd run --mqtt-forget waits this long for the broker
 
 # (broker address, availability topic) of the publishers open in this process, to tell a reload from a stop
 _live_here: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -55,8 +58,14 @@ class MqttPublisher:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, device: str, max_queued: int = MAX_QUEUED_MESSAGES) -> None:
+    def __init__(self, config: MqttConfig, device: str, max_queued: int = MAX_QUEUED_MESSAGES,
+                 identity: DeviceIdentity | None = None) -> None:
         self.topics = MqttTopics(config.topic_prefix, device)
+        self._discovery: list[tuple[str, str]] = []  # Home Assistant entity configs, sent retained on every connect
+        self._ha_status = discovery.status_topic(config.discovery_prefix)
+        if config.discovery and identity is not None:
+            self._discovery = discovery.discovery_messages(config.discovery_prefix, device, identity, self.topics.state,
+                                                           self.topics.events, self.topics.available)
         self._qos = config.qos
         self._address = "%s:%d" % (config.host, config.port)
         self._max_queued = max_queued
@@ -91,6 +100,7 @@ class MqttPublisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
         return client
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -100,12 +110,26 @@ class MqttPublisher:
             return
         log.info("mqtt: connected to broker %s", self._address)
         client.publish(self.topics.available, ONLINE, qos=self._qos, retain=True)
+        if self._discovery:
+            self._announce(client)
+            client.subscribe(self._ha_status, qos=self._qos)
         with self._lock:
             for topic, payload in self._retained.items():
                 client.publish(topic, payload, qos=self._qos, retain=True)
             while self._backlog:
                 topic, payload, counted = self._backlog.popleft()
                 self._pending.append((client.publish(topic, payload, qos=self._qos), counted))
+
+    def _announce(self, client: mqtt.Client) -> None:
+        """Send the Home Assistant entity configs (retained)."""
+        for topic, payload in self._discovery:
+            client.publish(topic, payload, qos=self._qos, retain=True)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        """Home Assistant came online (it may have lost its entities): announce them again."""
+        if message.topic == self._ha_status and message.payload == discovery.HA_ONLINE.encode():
+            log.info("mqtt: Home Assistant is online, announcing the device again")
+            self._announce(client)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         """Note a lost connection; paho reconnects with backoff."""
@@ -226,6 +250,35 @@ class MqttPublisher:
         stopper.join(max(0.0, deadline_s - time.monotonic()))
         if stopper.is_alive():
             log.warning("mqtt: network thread did not stop within %.1f s", timeout_s)
+
+
+def forget_discovery(config: MqttConfig, device: str, timeout_s: float = FORGET_TIMEOUT_S) -> list[str]:
+    """Clear this device's Home Assistant entity configs (empty retained payloads, which make Home Assistant
+    remove the entities); returns the topics cleared; SerdError if the broker cannot be reached in timeout_s."""
+    MqttTopics(config.topic_prefix, device)  # the same checks of prefix and device as a publisher's
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="serd-forget-%s" % uuid.uuid4().hex[:CLIENT_ID_SUFFIX_CHARS],
+                         protocol=mqtt.MQTTv5)
+    _set_credentials(client, config)
+    if config.tls:
+        _set_tls(client, config)
+    address = "%s:%d" % (config.host, config.port)
+    try:
+        client.connect(config.host, config.port, keepalive=config.keepalive_s)
+    except (OSError, ValueError) as exc:
+        raise SerdError("cannot connect to MQTT broker %s: %s" % (address, getattr(exc, "strerror", None) or exc)) from None
+    client.loop_start()
+    try:
+        topics = discovery.config_topics(config.discovery_prefix, device)
+        infos = [client.publish(topic, b"", qos=max(config.qos, 1), retain=True) for topic in topics]
+        deadline_s = time.monotonic() + timeout_s
+        for info in infos:
+            info.wait_for_publish(max(0.0, deadline_s - time.monotonic()))
+            if not info.is_published():
+                raise SerdError("MQTT broker %s did not take the cleared entity configs within %.0f s" % (address, timeout_s))
+        return topics
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def _finished(info: mqtt.MQTTMessageInfo) -> bool:
