@@ -43,6 +43,11 @@ def daemon(tmp_path, endpoint, device, clip, *args) -> subprocess.Popen:
                             env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
 
 
+def signed(value: float) -> str:
+    """A number as the live page writes arousal and valence."""
+    return ("−" if value < 0 else "+") + "%.2f" % abs(value)
+
+
 def text(page, element_id: str) -> str:
     return page.inner_text("#" + element_id)
 
@@ -66,6 +71,9 @@ def test_the_live_page_shows_a_daemons_events_and_the_next_daemons_without_a_rel
         page.wait_for_function("document.getElementById('speech').textContent === 'speech'", timeout=WAIT_MS)
         page.wait_for_function("!['–', 'silence'].includes(document.getElementById('label').textContent)", timeout=WAIT_MS)
         assert text(page, "label") == "angry" and text(page, "confidence").endswith("% confidence")
+        angry = [e for e in request(server.url + "api/state").body["recent"] if e.get("label") == "angry"]
+        if "arousal" in angry[0]:  # events carry the derived arousal and valence: the page shows those of the angry event it shows
+            assert text(page, "affect") in {"arousal %s · valence %s" % tuple(signed(e[k]) for k in ("arousal", "valence")) for e in angry}
         assert page.locator("#bars li").count() == 7, "every class's probability"
         if os.environ.get("SERD_WEB_LIVE_SCREENSHOT"):
             page.screenshot(path=os.environ["SERD_WEB_LIVE_SCREENSHOT"], full_page=True)

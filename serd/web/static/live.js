@@ -117,6 +117,7 @@ function connect() {
 }
 
 function percent(value) { return Math.round(value * 100) + " %"; }
+function signed(value) { return (value < 0 ? "−" : "+") + Math.abs(value).toFixed(2); }
 
 function render() {
   const emotion = live.emotion;
@@ -124,6 +125,8 @@ function render() {
   $("label").textContent = label;
   $("label").style.color = emotion ? colourOf(label, live.labels) : "";
   $("confidence").textContent = emotion ? (label === "silence" ? "the speech gate is closed" : percent(emotion.confidence) + " confidence") : "no emotion yet";
+  $("affect").textContent = emotion && typeof emotion.arousal === "number" && typeof emotion.valence === "number"
+    ? "arousal " + signed(emotion.arousal) + " · valence " + signed(emotion.valence) : "";
   $("device").textContent = live.device ? "device " + live.device : "";
   $("speech").dataset.on = String(live.speech);
   $("speech").textContent = live.speech ? "speech" : "no speech";
