@@ -4,6 +4,7 @@ real `serd run` daemons (restarted under it), and the same server inside `serd r
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -178,6 +179,27 @@ def test_keepalive_comments_and_a_stop_that_ends_the_streams(tmp_path):
         assert stream.ended.wait(3.0) and time.monotonic() - started < 3.0, "stopping ends open streams at once"
     finally:
         stream.close()
+
+
+def test_a_client_that_goes_away_is_forgotten_without_an_error(caplog):
+    from serd.web.embedded import EmbeddedWeb
+
+    web = EmbeddedWeb(load_config(overrides={"web": {"listen": "127.0.0.1:0"}}), keepalive_s=0.1)
+    url = web.start()
+    try:
+        with caplog.at_level("DEBUG"):
+            stream = SseStream(url + "api/events")
+            assert stream.response.status == 200
+            deadline = time.monotonic() + 5
+            while web.feed.clients != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            stream.close()
+            while web.feed.clients and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert web.feed.clients == 0, "the stream's handler ended at its next write"
+    finally:
+        web.stop()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def serd_run_with_web(tmp_path, web_section, *args, stdin=subprocess.DEVNULL):

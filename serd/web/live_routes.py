@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from aiohttp import web
@@ -55,13 +56,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     await response.write(b"retry: %d\n: serd events\n\n" % RETRY_MS)
-    with feed.subscription() as queue:
-        while True:
-            try:
-                frame = await asyncio.wait_for(queue.get(), keepalive_s)
-            except asyncio.TimeoutError:
-                frame = KEEPALIVE_FRAME
-            if frame is CLOSED:
-                break
+    with feed.subscription() as queue, contextlib.suppress(ConnectionResetError):  # the client went: its stream ends
+        while (frame := await _next_frame(queue, keepalive_s)) is not CLOSED:
             await response.write(frame)
     return response
+
+
+async def _next_frame(queue: asyncio.Queue, keepalive_s: float) -> bytes | None:
+    """The next queued frame, a keep-alive comment after keepalive_s without one, or CLOSED."""
+    try:
+        return await asyncio.wait_for(queue.get(), keepalive_s)
+    except asyncio.TimeoutError:
+        return KEEPALIVE_FRAME
