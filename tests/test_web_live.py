@@ -50,6 +50,10 @@ def test_state_follows_speech_emotion_and_status():
     assert (shown["label"], shown["speech"], shown["segment"], shown["events_received"]) == ("silence", False, None, 6)
     assert (shown["status"]["audio_s"], shown["status"]["overruns"], shown["status"]["dropped"]) == (12.5, 1, {"zmq": 3})
     assert [e["type"] for e in shown["recent"]] == ["emotion-changed", "speech-ended", "emotion-changed"]
+    quiet = LiveState("in process", recent_s=0.2)
+    quiet.apply(changed("sad"), changed("sad").to_dict())
+    time.sleep(0.3)
+    assert quiet.to_dict()["recent"] == [] and quiet.to_dict()["label"] == "sad", "the last minutes by the server's clock"
 
 
 @pytest.fixture()

@@ -68,12 +68,14 @@ class LiveState:
             self._recent.popleft()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON answer of GET /api/state."""
+        """The JSON answer of GET /api/state (recent: by the server's clock, also when no event came for a while)."""
+        now_s = time.time()
+        self._forget(now_s - self._recent_s)
         emotion = self.emotion or {}
         return {"feed": self.feed, "connected": self.connected, "label": emotion.get("label"), "confidence": emotion.get("confidence"),
                 "emotion": self.emotion, "speech": self.speech, "segment": self.segment if self.speech else None,
                 "status": self.status, "events_received": self.events_received, "recent_s": self._recent_s,
-                "recent": list(self._recent), "server_time_s": round(time.time(), 3)}
+                "recent": list(self._recent), "server_time_s": round(now_s, 3)}
 
 
 class LiveFeed:
