@@ -304,3 +304,13 @@ def test_a_slow_client_misses_events_and_the_others_do_not(caplog):
     with caplog.at_level("WARNING", logger="serd.web"):
         asyncio.run(scenario())
     assert len([r for r in caplog.records if "reads too slowly" in r.getMessage()]) == 1, "one warning per spell"
+
+
+@pytest.mark.parametrize(("endpoint", "line"), [
+    ("bogus", "serd: error: --events 'bogus': must be ipc://PATH or tcp://HOST:PORT (the daemon's [zmq] endpoint)"),
+    ("tcp://127.0.0.1:notaport", "serd: error: --events tcp://127.0.0.1:notaport: cannot connect: Invalid argument"),
+])
+def test_an_events_endpoint_zeromq_cannot_use_is_one_line(endpoint, line):
+    result = subprocess.run(SERD + ["web", "--listen", "127.0.0.1:0", "--events", endpoint], capture_output=True, text=True,
+                            timeout=CLIP_RUN_TIMEOUT_S, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and result.stderr.startswith(line), result.stderr
