@@ -23,6 +23,7 @@ from serd.batchwork import ERROR_ROW, OVERALL_ROW, SEGMENT_ROW, FileJob, WorkSet
 from serd.config import load_config
 from serd.errors import SerdError
 from serd.model import load_model
+from serd.report import NO_SPEECH
 from serd.results import BATCH_EXTRA_HINT, ResultStore
 
 log = logging.getLogger(__name__)
@@ -215,10 +216,16 @@ def _clock(seconds: float) -> str:
 
 def format_summary(tally: Tally, results: Path) -> str:
     """The lines printed at the end: files, audio hours and speed, errors, segments by label."""
-    lines = ["serd batch: %d files analysed, %d failed, %d skipped (already in %s)" % (tally.files, tally.failed, tally.skipped, results),
+    lines = ["serd batch: %s analysed, %d failed, %d skipped (already in %s)" % (_count(tally.files, "file"), tally.failed, tally.skipped, results),
              "audio: %.2f h in %.1f s, %.1f × real time" % (tally.audio_s / SECONDS_PER_HOUR, time.monotonic() - tally.started_s, tally.speed())]
     total = sum(tally.labels.values())
-    shares = ", ".join("%s %d (%.0f %%)" % (label, count, 100.0 * count / total) for label, count in tally.labels.most_common())
-    lines.append("segments by label: %s" % (shares or "none") + ("; %d files without speech" % tally.no_speech if tally.no_speech else ""))
+    shares = ", ".join("%s %d (%.0f %%)" % (label or NO_SPEECH, count, 100.0 * count / total) for label, count in tally.labels.most_common())
+    silent = "; %s without speech" % _count(tally.no_speech, "file") if tally.no_speech else ""
+    lines.append("segments by label: %s%s" % (shares or "none", silent))
     lines.append("results: %s" % results)
     return "\n".join(lines) + "\n"
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 file', '2 files'."""
+    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
