@@ -126,3 +126,20 @@ def test_the_live_page_loads_nothing_from_elsewhere_and_stays_small(page, tmp_pa
         assert sum(len(urllib.request.urlopen(server.url + path, timeout=10).read()) for path in assets) < 100_000
     finally:
         server.stop()
+
+
+def test_with_a_token_the_live_page_asks_for_it_and_streams_with_it(page, tmp_path):
+    token_file = tmp_path / "token"
+    token_file.write_text("live-token\n")
+    server = start_web(tmp_path, "[web]\ntoken_file = %s\n" % token_file, "127.0.0.1:0", "--events", "ipc://%s" % (tmp_path / "none"))
+    try:
+        page.goto(server.url + "live")
+        page.wait_for_selector("#token-form:not([hidden])", timeout=WAIT_MS)
+        assert page.get_attribute("body", "data-feed") == "connecting", "no stream without the token"
+        page.fill("#token", "live-token")
+        page.click("#token-form button")
+        page.wait_for_selector("body[data-feed=open]", timeout=WAIT_MS)
+        health = request(server.url + "api/health", headers={"Authorization": "Bearer live-token"}).body
+        assert health["live"]["clients"] == 1
+    finally:
+        server.stop()
