@@ -60,15 +60,19 @@ class ResultStore:
         if self.format == "parquet":
             require_pyarrow()
         self.done = self._resume() if resume else self._fresh()
-        self._log = self.log_path.open("a", encoding="utf-8")
+        self._log = None  # opened with the first rows: a batch that fails before any leaves no RESULTS behind
 
     def write(self, rows: list[dict]) -> None:
         """Append one file's rows (at once, then flushed: a kill cuts at most the file being written)."""
+        if self._log is None:
+            self._log = self.log_path.open("a", encoding="utf-8")
         self._log.write("".join(json.dumps(row) + "\n" for row in rows))
         self._log.flush()
 
     def close(self) -> None:
         """Done: a Parquet RESULTS gets every row (earlier runs' and the journal's) and the journal goes."""
+        if self._log is None:
+            return
         self._log.close()
         if self.format == "parquet":
             self._merge_journal(lambda row: True)

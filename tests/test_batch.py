@@ -322,3 +322,36 @@ def test_parquet_results_are_written_a_row_group_at_a_time(tmp_path, archive, mo
     assert pq.ParquetFile(out).num_row_groups >= 3 and not (tmp_path / "results.parquet.partial").exists()
     assert read_results(out) == rows
     assert analyses(read_results(out))[archive["clips"][0]]["probabilities"] == {}, "no speech: no probabilities"
+
+
+def test_a_bad_scheduler_address_is_one_line_and_leaves_no_results(tmp_path, archive):
+    out = tmp_path / "results.parquet"
+    result = serd("batch", archive["clips"][0], "--out", out, "--dask", "nowhere", text=True)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == ERROR_PREFIX + "cannot reach the Dask scheduler at nowhere: missing port number in address 'nowhere'\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_line_is_drawn_on_a_terminal_only():
+    from serd.batch import Progress, Tally
+
+    tally = Tally(files=3, audio_s=7200.0)
+    tally.started_s -= 10.0
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        progress = Progress(4, stream)
+        progress.update(tally)
+        progress.errors(["a.wav: empty file"])
+        progress.close()
+    line = terminal.getvalue()
+    assert line.startswith("\r3/4 files  2.00 h of audio  ") and "× real time  ETA 0:00:03" in line
+    assert 700 < float(line.split("h of audio  ")[1].split(" ×")[0]) <= 720, "7200 s of audio in about 10 s"
+    assert line.endswith("\r\x1b[Kserd: error: a.wav: empty file\n\n")
+    assert pipe.getvalue() == "serd: error: a.wav: empty file\n", "no progress line when stderr is not a terminal"
