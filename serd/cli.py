@@ -68,6 +68,8 @@ def _add_run(commands) -> None:
     run.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish to this MQTT broker")
     run.add_argument("--stdout", action="store_true", help="write JSON lines to stdout")
     run.add_argument("--device-id", metavar="NAME", help="device name in events and topics (default: host name)")
+    run.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                     "(PORT alone: loopback; the [metrics] extra)")
     run.add_argument("--mqtt-forget", action="store_true",
                      help="remove this device's Home Assistant entities from the MQTT broker ([mqtt] discovery) and exit")
 
@@ -192,6 +194,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         put("mqtt", "enabled", True)
     if args.stdout:
         put("stdout", "enabled", True)
+    put("metrics", "listen", args.metrics)
     if args.verbose:
         put("daemon", "log_level", "debug")
     return overrides

@@ -128,6 +128,13 @@ class WebConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics] Prometheus metrics of the running daemon (the [metrics] extra)."""
+
+    listen: str = doc("serve Prometheus metrics at HOST:PORT (PORT alone: 127.0.0.1:PORT), path /metrics; empty = none", "")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole effective configuration."""
 
@@ -140,6 +147,7 @@ class Config:
     stdout: StdoutConfig = field(default_factory=StdoutConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 SECTIONS: dict[str, type] = {
@@ -152,6 +160,7 @@ SECTIONS: dict[str, type] = {
     "stdout": StdoutConfig,
     "daemon": DaemonConfig,
     "web": WebConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -244,7 +253,20 @@ RULES = (
     ("daemon", "log_level", lambda v: v in ("debug", "info", "warning", "error"), "must be debug, info, warning or error"),
     ("web", "max_upload_mb", lambda v: 1 <= v <= 4096, "must be 1 to 4096"),
     ("web", "max_concurrent", lambda v: 1 <= v <= 64, "must be 1 to 64"),
+    ("metrics", "listen", lambda v: v == "" or metrics_address(v) is not None, "must be HOST:PORT or PORT (1 to 65535)"),
 )
+
+
+METRICS_DEFAULT_HOST = "127.0.0.1"
+
+
+def metrics_address(text: str) -> tuple[str, int] | None:
+    """[metrics] listen as (host, port): PORT alone is loopback; None when it is neither PORT nor HOST:PORT."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") if host else METRICS_DEFAULT_HOST
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        return None
+    return host, int(port)
 
 
 def validate(config: Config) -> None:

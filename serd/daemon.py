@@ -9,11 +9,13 @@ from dataclasses import replace
 from typing import Any
 
 from serd.capture import make_source
-from serd.config import Config, device_id, load_config, zmq_endpoint
+from serd import __version__
+from serd.config import Config, device_id, load_config, metrics_address, zmq_endpoint
 from serd.errors import SerdError
 from serd.events import Event, Status
 from serd.model import WindowModel, load_model
 from serd.pipeline import Pipeline
+from serd.prometheus import DaemonCounters
 from serd.publish import DeviceIdentity, Fanout, make_publishers
 from serd.ringbuffer import RingBuffer
 from serd.sdnotify import Notifier
@@ -47,6 +49,8 @@ class Daemon:
         self.publishers = Fanout(make_publishers(config, identity=identity(self.model)))
         self.source = None
         self.web = None  # serd web in process, when [web] listen is set (serd.web.embedded.EmbeddedWeb)
+        self.metrics = None  # Prometheus metrics, when [metrics] listen is set (serd.prometheus.MetricsExporter)
+        self._source_reopened = 0
         self._exit_code: int | None = None
         self._reload_requested = False
         self._ready = False
@@ -62,6 +66,7 @@ class Daemon:
         self._last_status_s = time.monotonic()
         self._publish([self._status("starting", "model %s" % self.model.card.name)])
         self._start_web()
+        self._start_metrics()
         try:
             self._open_source()
             while self._exit_code is None:
@@ -105,9 +110,34 @@ class Daemon:
             log.error("web: %s", exc)
             self._publish([self._status("error", "web: %s" % exc)])
 
+    def _start_metrics(self) -> None:
+        """With [metrics] listen, serve Prometheus metrics; if that fails, an error status and the daemon goes on."""
+        if not self.config.metrics.listen:
+            return
+        try:
+            from serd.prometheus import MetricsExporter  # prometheus-client is loaded only when configured
+
+            card = self.model.card
+            exporter = MetricsExporter(*metrics_address(self.config.metrics.listen), self._counters,
+                                       {"version": __version__, "model": card.name, "model_version": card.version})
+            exporter.start()
+            self.metrics = exporter
+        except Exception as exc:  # metrics are optional: no failure of them may stop the daemon
+            log.error("metrics: %s", exc)
+            self._publish([self._status("error", str(exc) if str(exc).startswith("metrics") else "metrics: %s" % exc)])
+
+    def _counters(self) -> DaemonCounters:
+        """The daemon's own counters, for a metrics scrape (read from the server's thread)."""
+        source = self.source
+        return DaemonCounters(audio_s=self.ring.end_index / SAMPLE_RATE_HZ, overruns=source.overruns if source is not None else 0,
+                              lost_samples=self.pipeline.frontend.lost_samples, dropped=self.publishers.dropped_counts(),
+                              reconnects=dict(self.publishers.reconnect_counts(), source=self._source_reopened))
+
     def _step(self) -> None:
         """One turn of the loop: process new audio, then housekeeping."""
         self._publish(self.pipeline.process())
+        if self.metrics is not None:
+            self.metrics.observe_hops(self.pipeline)
         if not self._ready and self.pipeline.consumed_index > 0:
             self._ready = True
             self.notifier.ready()
@@ -173,6 +203,7 @@ class Daemon:
         try:
             self._start_source()
             self._retry_delay_s = 1.0
+            self._source_reopened += 1
             self._publish([self._status("running", "source %s reopened" % self.source.name)])
         except SerdError as exc:
             log.error("cannot reopen source: %s", exc)
@@ -229,6 +260,8 @@ class Daemon:
             self.publishers.publish(event)
             if self.web is not None:
                 self.web.offer(event)
+            if self.metrics is not None:
+                self.metrics.offer(event)
 
     def _reload(self) -> None:
         """Re-read the configuration and apply it; on any error keep the running one."""
@@ -299,4 +332,6 @@ class Daemon:
         self.publishers.close()
         if self.web is not None:
             self.web.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
         log.info("stopped")

@@ -67,6 +67,7 @@ class Pipeline:
                                        keep_audio=model.needs_audio, speaker=speaker.front_end_voice(model, self.voice))
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
+        self.hops_total = 0  # hops made since this pipeline was built
         self._segment_start: dict[int, int] = {}
 
     @classmethod
@@ -113,6 +114,7 @@ class Pipeline:
         probabilities = self.model.predict(item.window, item.audio)
         updates = self.smoother.push(probabilities, item.sample_index / self._rate_hz)
         self.hop_times_s.append(time.perf_counter() - started_s)
+        self.hops_total += 1
         return [self._emotion_event(update, item.segment_id) for update in updates]
 
     def _on_segment_end(self, item: SegmentEnded) -> list[Event]:

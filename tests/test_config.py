@@ -49,6 +49,7 @@ BAD_VALUES = {
     ("mqtt", "keepalive_s"): "4",
     ("mqtt", "reconnect_max_s"): "0",
     ("mqtt", "discovery_prefix"): "home/+/assistant",
+    ("metrics", "listen"): "localhost:99999",
     ("model", "speaker_memory_s"): "-1",
     ("daemon", "status_interval_s"): "0",
     ("daemon", "log_level"): "verbose",

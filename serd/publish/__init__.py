@@ -77,6 +77,10 @@ class Fanout:
         """The ZeroMQ publisher bound to endpoint, if there is one (a reload keeps it)."""
         return next((p for p in self.publishers if isinstance(p, ZmqPublisher) and p.endpoint == endpoint), None)
 
+    def reconnect_counts(self) -> dict[str, int]:
+        """Reconnections per publisher that reconnects (MQTT)."""
+        return {p.name: p.reconnects for p in self.publishers if hasattr(p, "reconnects")}
+
     def dropped_counts(self) -> dict[str, int]:
         """Dropped events per publisher name (what status events report)."""
         return {p.name: p.dropped + self._faults[p.name].count for p in self.publishers}

@@ -75,12 +75,18 @@ class MqttPublisher:
         self._backlog: collections.deque[tuple[str, str, bool]] = collections.deque()  # QoS 0 while offline
         self._retained: dict[str, str] = {}
         self._closed = False
+        self._connects = 0
         self._client = self._make_client(config, device)
         self._liveness_key = (self._address, self.topics.available)
         with _live_here_lock:
             _live_here[self._liveness_key] += 1
         self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s)
         self._client.loop_start()
+
+    @property
+    def reconnects(self) -> int:
+        """Connections to the broker after the first (each one after a loss)."""
+        return max(0, self._connects - 1)
 
     @property
     def dropped(self) -> int:
@@ -109,6 +115,7 @@ class MqttPublisher:
             self._drops.note("broker refused the connection: %s" % reason)
             return
         log.info("mqtt: connected to broker %s", self._address)
+        self._connects += 1
         client.publish(self.topics.available, ONLINE, qos=self._qos, retain=True)
         if self._discovery:
             self._announce(client)
