@@ -72,10 +72,20 @@ function apply(event) {
   }
 }
 
+// A GET of the API; null when the server cannot be reached (it is restarting: the stream's reconnects will find it).
+async function get(path) {
+  try {
+    return await fetch(path, { headers: authHeaders() });
+  } catch {
+    return null;
+  }
+}
+
+// Read the state; false when the server wants the token (the form is shown), else true.
 async function loadState() {
-  const response = await fetch("/api/state", { headers: authHeaders() });
-  if (response.status === 401) { $("token-form").hidden = false; return false; }
-  if (!response.ok) return true;
+  const response = await get("/api/state");
+  if (response && response.status === 401) { $("token-form").hidden = false; return false; }
+  if (!response || !response.ok) return true;
   const state = await response.json();
   live.clockOffsetS = state.server_time_s - Date.now() / 1000;
   for (const event of state.recent) remember(event);
@@ -89,8 +99,8 @@ async function loadState() {
 }
 
 async function loadLabels() {
-  const response = await fetch("/api/health", { headers: authHeaders() });
-  if (!response.ok) return;
+  const response = await get("/api/health");
+  if (!response || !response.ok) return;
   live.labels = (await response.json()).model.labels;
   showLegend();
 }
