@@ -328,7 +328,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from serd.config import load_config, referenced_files, to_ini
 
     config = load_config(args.config)
-    problems = [_model_problem(config.model.path)]
+    problems = [_model_problem(config.model.path), _web_problem(config)]
     for key, name in referenced_files(config):
         path = Path(name)
         if not path.exists():
@@ -358,6 +358,23 @@ def _model_problem(path: str) -> str:
         ModelCard.from_dict(read_card(card_path), card_path)
     except ModelError as exc:
         return "[model] path: %s" % exc
+    return ""
+
+
+def _web_problem(config) -> str:
+    """Why `serd run` would not serve [web] listen (no web extra, not HOST:PORT, beyond loopback without a token), or ""."""
+    if not config.web.listen:
+        return ""
+    from serd.web.access import parse_listen, required_token
+    from serd.web.main import require_extra
+
+    try:
+        require_extra()
+        address = parse_listen(config.web.listen)
+        if not config.web.token_file:  # a token file is read (and named if missing) with the other files
+            required_token(address, "")
+    except SerdError as exc:
+        return "[web] listen: %s" % str(exc).removeprefix("--listen ")
     return ""
 
 

@@ -314,3 +314,18 @@ def test_an_events_endpoint_zeromq_cannot_use_is_one_line(endpoint, line):
     result = subprocess.run(SERD + ["web", "--listen", "127.0.0.1:0", "--events", endpoint], capture_output=True, text=True,
                             timeout=CLIP_RUN_TIMEOUT_S, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1 and result.stderr.startswith(line), result.stderr
+
+
+@pytest.mark.parametrize(("listen", "line"), [
+    ("0.0.0.0:8765", "serd: error: [web] listen: refusing to listen on 0.0.0.0: it is not a loopback address"),
+    ("nonsense", "serd: error: [web] listen: 'nonsense': must be HOST:PORT (e.g. 127.0.0.1:8765)"),
+    ("127.0.0.1:8765", None),
+])
+def test_check_config_names_a_web_listen_serd_run_would_not_serve(tmp_path, listen, line):
+    config = tmp_path / "serd.conf"
+    config.write_text("[web]\nlisten = %s\n" % listen)
+    result = subprocess.run(SERD + ["check-config", str(config)], capture_output=True, text=True, timeout=CLIP_RUN_TIMEOUT_S)
+    if line is None:
+        assert result.returncode == 0 and "listen = 127.0.0.1:8765" in result.stdout, result.stderr
+    else:
+        assert result.returncode == 1 and result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith(line)
