@@ -39,7 +39,7 @@ class SoxDecoder:
         if sox is None:
             raise AudioError("%s: %s" % (source.name, INSTALL_HINT))
         self.name, self.kind, self.sample_rate_hz = source.name, kind or Path(source.name).suffix, sample_rate_hz
-        command = [sox, "-V3", *(["-t", kind] if kind else []), str(source.path) if source.path else "-",
+        command = [sox, "-V3", "-D", *(["-t", kind] if kind else []), str(source.path) if source.path else "-",  # -D: no random dither
                    "-t", "raw", "-e", "signed-integer", "-b", "16", "-L", "-c", "1", "-r", str(sample_rate_hz), "-"]
         self._report = tempfile.TemporaryFile()  # sox's stderr: a file never fills up and stalls it
         stdin = subprocess.DEVNULL if source.path else subprocess.PIPE

@@ -48,6 +48,10 @@ def archive(tmp_path_factory, corpora) -> dict:
             link.parent.mkdir(exist_ok=True)
             link.symlink_to(corpora / corpus / row["path"])
             clips.append(str(link))
+    stereo = root / "stereo" / "44k.flac"  # decoded through sox's rate and channel change
+    stereo.parent.mkdir()
+    subprocess.run(["sox", "-V1", clips[0], "-r", "44100", "-c", "2", str(stereo)], check=True)
+    clips.append(str(stereo))
     truncated, text = root / "bad" / "truncated.wav", root / "bad" / "text.wav"
     truncated.parent.mkdir()
     write_wav(truncated, load_audio(clips[0]).tobytes())
@@ -115,10 +119,10 @@ def test_batch_on_a_two_worker_cluster_equals_analyze_json(tmp_path, archive, ex
     assert result_errors(rows) == expected["errors"]
     assert sorted(finished_files(rows)) == sorted(archive["clips"] + archive["bad"])
     assert not out.with_name(out.name + ".partial").exists()
-    assert summary.getvalue().startswith("serd batch: 22 files analysed, 2 failed, 0 skipped")
+    assert summary.getvalue().startswith("serd batch: 23 files analysed, 2 failed, 0 skipped")
     again = io.StringIO()
     assert run_batch([str(archive["root"])], str(out), cluster.scheduler_address, WORKERS, True, None, None, again, io.StringIO()) == 1
-    assert again.getvalue().startswith("serd batch: 2 files analysed, 2 failed, 20 skipped"), "--resume tries failed files again"
+    assert again.getvalue().startswith("serd batch: 2 files analysed, 2 failed, 21 skipped"), "--resume tries failed files again"
     assert read_results(out)[: len(rows) - 2] == [row for row in rows if row["row"] != "error"]
     assert sorted(finished_files(read_results(out))) == sorted(archive["clips"] + archive["bad"]), "every file once"
     with Client(cluster.scheduler_address) as client:
@@ -133,7 +137,7 @@ def test_serd_batch_on_a_local_cluster_writes_json_lines(tmp_path, archive, expe
     result = serd("batch", archive["root"], "--out", out, "--workers", WORKERS, text=True)
     assert result.returncode == 1, result.stderr
     assert sorted(result.stderr.splitlines()) == sorted(ERROR_PREFIX + line for line in expected["errors"].values())
-    assert result.stdout.splitlines()[0] == "serd batch: 22 files analysed, 2 failed, 0 skipped (already in %s)" % out
+    assert result.stdout.splitlines()[0] == "serd batch: 23 files analysed, 2 failed, 0 skipped (already in %s)" % out
     rows = read_jsonl(out)
     assert analyses(rows) == expected["objects"] and result_errors(rows) == expected["errors"]
     again = serd("batch", archive["root"], "--out", out, "--workers", WORKERS, text=True)
