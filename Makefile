@@ -10,7 +10,7 @@ TEST_PACKAGES := mosquitto pulseaudio pulseaudio-utils libasound2-plugins libsox
 export OPENBLAS_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test model bench install apt-run apt-test venv venv-dev clean
+.PHONY: run test model bench mutants install apt-run apt-test venv venv-dev clean
 SERD_PREFIX := /opt/serd
 
 run: apt-run venv
@@ -25,6 +25,11 @@ model: apt-test venv-dev
 
 bench: apt-test venv-dev
 	$(PY) -m tools.bench
+
+# mutation testing of the stage modules (a couple of hours on two cores; not part of make test)
+mutants: apt-test venv-dev
+	$(PY) -m pip install -q -e ".[mutants]"
+	$(PY) -m tools.mutants
 
 # $(call apt_install,PACKAGES): install the missing ones as root, else name them on one line and fail
 define apt_install

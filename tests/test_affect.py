@@ -40,6 +40,12 @@ def test_a_mixture_gives_the_probability_weighted_mean():
 
 def test_labels_without_a_point_are_left_out_and_the_rest_renormalised():
     assert affect.coordinates({"angry": 0.3, "whistling": 0.7}) == affect.CIRCUMPLEX["angry"]
+    assert affect.coordinates({"whistling": 0.7, "angry": 0.3}) == affect.CIRCUMPLEX["angry"], "whatever the order"
+
+
+def test_coordinates_are_rounded_to_four_digits():
+    valence, arousal = affect.coordinates({"angry": 1 / 3, "sad": 2 / 3})
+    assert valence == round((-0.666 - 2 * 0.896) / 3, 4) and arousal == round((0.730 - 2 * 0.424) / 3, 4)
 
 
 def test_silence_and_labels_without_points_give_none():

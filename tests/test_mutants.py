@@ -1,0 +1,35 @@
+"""tools.mutants: counting cosmic-ray's outcomes, and telling annotation mutants (never evaluated) from survivors."""
+
+import json
+
+from tools import mutants
+
+SOURCE = '''from __future__ import annotations
+
+
+def f(x: int | None) -> int | None:
+    y: dict[str, int] = {}
+    return x | 1
+'''
+
+
+def dumped(line, column, worker="normal", test="survived"):
+    item = {"mutations": [{"start_pos": [line, column], "end_pos": [line, column + 1],
+                           "operator_name": "core/ReplaceBinaryOperator_BitOr_Add", "occurrence": 0}]}
+    return json.dumps([item, {"worker_outcome": worker, "test_outcome": test}])
+
+
+def test_survivors_inside_annotations_are_equivalent_and_the_others_listed():
+    lines = [dumped(4, 12), dumped(4, 26), dumped(5, 12), dumped(6, 13), dumped(6, 13, test="killed"),
+             dumped(6, 13, worker="timeout", test=None), json.dumps([{"mutations": []}, None])]
+    entry = mutants.summarise("m.py", ("tests/t.py",), "\n".join(lines), 1.0, 10.0, SOURCE)
+    assert (entry["mutants"], entry["killed"], entry["timed_out"], entry["equivalent_annotation"], entry["survived"]) == (
+        6, 1, 1, 3, 1)
+    assert entry["survivors"] == [{"line": 6, "operator": "core/ReplaceBinaryOperator_BitOr_Add", "occurrence": 0}]
+    assert entry["kill_rate"] == 2 / 3, "killed and timed out over the mutants that are not equivalent"
+
+
+def test_every_stage_module_named_has_tests_that_exist():
+    for module, tests in mutants.MODULE_TESTS.items():
+        assert (mutants.REPO_DIR / module).is_file(), module
+        assert tests and all((mutants.REPO_DIR / test).is_file() for test in tests), module
