@@ -127,16 +127,17 @@ def analyze_samples(samples: np.ndarray, model: WindowModel, vad: VadConfig, voi
 
 def analyze_stream(chunks: Iterable[np.ndarray], model: WindowModel, vad: VadConfig, voice: SpeakerStats | None = None,
                    min_confidence: float = DEFAULT_MIN_CONFIDENCE, source_rate_hz: int | None = None,
-                   ring_samples: int | None = None) -> FileAnalysis:
+                   ring_samples: int | None = None, gate=None) -> FileAnalysis:
     """analyze_samples over audio that comes in chunks, held in a ring of ring_samples (default: a few seconds).
 
-    The front end reads each chunk as it comes, as the daemon does, so the result is the whole clip's."""
+    The front end reads each chunk as it comes, as the daemon does, so the result is the whole clip's. gate, when
+    given, stands in for the front end's VAD (serd.split replays segments found before)."""
     rate_hz = model.card.sample_rate_hz
     ring = RingBuffer(ring_samples or analysis_ring_samples(model))
     if voice is None:
         voice = model.new_voice()
     frontend = SpeechFrontend(ring, vad_params(vad), model.card.features, model.card.window, keep_audio=model.needs_audio,
-                              speaker=speaker.front_end_voice(model, voice))
+                              speaker=speaker.front_end_voice(model, voice), gate=gate)
     tally = _Tally(model, min_confidence)
     for chunk in chunks:
         _feed(ring, frontend, chunk, tally)

@@ -1,7 +1,8 @@
 """serd batch: many files analysed on Dask (a local cluster of N worker processes, or an existing scheduler) into RESULTS.
 
-Files are grouped into tasks (the largest first, a few tasks a worker so that the work spreads); each worker
-thread loads the model once (serd.batchwork); rows are written as tasks finish (serd.results). dask and
+Files are grouped into tasks (the largest first, a few tasks a worker so that the work spreads); a long file is
+split over workers in parts that give exactly its whole analysis (serd.split); each worker thread loads the model
+once (serd.batchwork); rows are written as files finish (serd.results). dask and
 pyarrow are imported here only inside functions: nothing else in serd imports them.
 """
 
@@ -11,20 +12,19 @@ import logging
 import math
 import os
 import sys
-import time
-from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, TextIO
 
 from serd.audio import STDIN_PATH
-from serd.batchwork import ERROR_ROW, OVERALL_ROW, SEGMENT_ROW, FileJob, WorkSettings, analyze_jobs, error_row, list_jobs
+from serd.batchprogress import Progress, Tally, format_summary
+from serd.batchwork import (ERROR_ROW, FileJob, WorkSettings, analysis_rows, analyze_job_part, analyze_jobs, error_row, list_jobs,
+                            plan_job)
 from serd.config import load_config
 from serd.errors import SerdError
-from serd.model import load_model
-from serd.report import NO_SPEECH
+from serd.model import WindowModel, load_model
 from serd.results import BATCH_EXTRA_HINT, ResultStore
+from serd.split import FilePlan, combine, part_ranges, splittable
 
 log = logging.getLogger(__name__)
 
@@ -32,37 +32,10 @@ CONNECT_TIMEOUT_S = 10  # an existing scheduler must answer within this
 TASKS_PER_WORKER = 4  # files are grouped so that each worker gets at least this many tasks
 TASK_FILES_MAX = 32  # at most this many files a task (fewer tasks: less scheduler work per file)
 TASK_BYTES_MAX = 32 << 20  # a task closes once its files hold this many bytes (a long file is a task alone)
-PROGRESS_INTERVAL_S = 0.5
-SECONDS_PER_HOUR = 3600
-
-
-@dataclass
-class Tally:
-    """What the batch did so far."""
-
-    files: int = 0
-    failed: int = 0
-    skipped: int = 0
-    audio_s: float = 0.0
-    no_speech: int = 0
-    labels: Counter = field(default_factory=Counter)  # segments by label
-    started_s: float = field(default_factory=time.monotonic)
-
-    def add(self, rows: list[dict]) -> None:
-        """Count one file's rows."""
-        self.files += 1
-        for row in rows:
-            if row["row"] == ERROR_ROW:
-                self.failed += 1
-            elif row["row"] == SEGMENT_ROW:
-                self.labels[row["label"]] += 1
-            elif row["row"] == OVERALL_ROW:
-                self.audio_s += row["duration_s"]
-                self.no_speech += row["label"] is None
-
-    def speed(self) -> float:
-        """Audio seconds analysed per wall-clock second so far (× real time)."""
-        return self.audio_s / max(time.monotonic() - self.started_s, 1e-9)
+LONG_FILE_BYTES = 8 << 20  # a file this large (4 min of 16 kHz WAV, about 10 min of FLAC) may be split over workers
+PART_MIN_S = 300.0  # each part of a split file spans at least this much of it (every part decodes the file up to its end)
+PARTS_PER_WORKER = 2
+PLAN_PRIORITY, PART_PRIORITY = 2, 1  # a long file's plan, then its parts, run before groups of files (Dask: higher first)
 
 
 def run_batch(inputs: list[str], out_path: str, dask_address: str | None, workers: int, resume: bool, model_path: str | None,
@@ -78,7 +51,7 @@ def run_batch(inputs: list[str], out_path: str, dask_address: str | None, worker
     try:
         if todo:
             with dask_client(dask_address, workers) as client:
-                _run(client, todo, settings, store, tally, notices)
+                _run(client, todo, settings, model, store, tally, notices)
     except KeyboardInterrupt:
         print("serd batch: interrupted after %d files; run it again with --resume to go on" % tally.files, file=notices)
         raise
@@ -145,87 +118,102 @@ def task_groups(jobs: list[FileJob], workers: int) -> list[list[FileJob]]:
     return groups
 
 
-def _run(client, todo: list[FileJob], settings: WorkSettings, store: ResultStore, tally: Tally, notices: TextIO) -> None:
-    """Submit the tasks and write each file's rows as its task finishes."""
-    distributed = require_distributed()
-    workers = len(client.scheduler_info().get("workers", {}))
-    futures, groups = [], {}
-    for group in task_groups(todo, workers):
-        futures.append(client.submit(analyze_jobs, group, settings, pure=False))
-        groups[futures[-1].key] = group
+def _run(client, todo: list[FileJob], settings: WorkSettings, model: WindowModel, store: ResultStore, tally: Tally,
+         notices: TextIO) -> None:
+    """Submit the tasks and write each file's rows as its last task finishes."""
+    dispatcher = Dispatcher(client, settings, model)
+    dispatcher.start(todo)
     progress = Progress(len(todo), notices)
-    completed = distributed.as_completed(futures)
-    del futures  # as_completed holds each Future until it is done; a released one frees its result on the worker
-    for future in completed:
-        for rows in task_rows(future, groups[future.key]):
-            store.write(rows)
-            tally.add(rows)
-            progress.errors([row["error"] for row in rows if row["row"] == ERROR_ROW])
-        future.release()
+    for rows in dispatcher.finished():
+        store.write(rows)
+        tally.add(rows)
+        progress.errors([row["error"] for row in rows if row["row"] == ERROR_ROW])
         progress.update(tally)
     progress.close()
 
 
-def task_rows(future, group: list[FileJob]) -> list[list[dict]]:
-    """Each file's rows from a finished task; when the task itself failed (a worker lost), an error row per file."""
+class Dispatcher:
+    """The tasks in flight and what each is for: a group of files, a long file's plan, or one part of a long file."""
+
+    def __init__(self, client, settings: WorkSettings, model: WindowModel):
+        self.client, self.settings, self.model = client, settings, model
+        self.workers = len(client.scheduler_info().get("workers", {}))
+        self.completed = require_distributed().as_completed()
+        self._purpose: dict = {}  # future key -> (handler, payload)
+        self._split: dict[str, list] = {}  # a long file's path -> [its plan, its parts' analyses so far]
+
+    def start(self, todo: list[FileJob]) -> None:
+        """Submit a plan for each long file (serd.split) and a task for each group of the other files."""
+        long = set(long_files(todo, self.workers)) if splittable(self.model) else set()
+        for job in sorted(long, key=lambda job: -(job.size_bytes or 0)):
+            self._submit(self._planned, job, PLAN_PRIORITY, plan_job, job, self.settings)
+        for group in task_groups([job for job in todo if job not in long], self.workers):
+            self._submit(self._analysed, group, 0, analyze_jobs, group, self.settings)
+
+    def finished(self) -> Iterator[list[dict]]:
+        """Each file's rows, as the last task it needs finishes."""
+        for future in self.completed:
+            handler, payload = self._purpose.pop(future.key)
+            yield from handler(future, payload)
+            future.release()  # its result leaves the worker's memory
+
+    def _submit(self, handler, payload, priority: int, function, *args) -> None:
+        """One task, and what to do when it finishes."""
+        future = self.client.submit(function, *args, pure=False, priority=priority)
+        self._purpose[future.key] = (handler, payload)
+        self.completed.add(future)
+
+    def _analysed(self, future, group: list[FileJob]) -> list[list[dict]]:
+        """A group's rows."""
+        results, failed = _outcome(future, group)
+        return failed or [rows for _, rows in results]
+
+    def _planned(self, future, job: FileJob) -> list[list[dict]]:
+        """A long file's plan: submit its parts (a file that cannot be read has its error row instead)."""
+        plan, failed = _outcome(future, [job])
+        if failed or isinstance(plan, list):
+            return failed or [plan]
+        ranges = part_ranges(plan, part_count(plan, self.model, self.workers))
+        self._split[job.path] = [plan, [None] * len(ranges)]
+        for index, (first, stop) in enumerate(ranges):
+            self._submit(self._part_done, (job, index), PART_PRIORITY, analyze_job_part, job, self.settings, plan.segments[first:stop])
+        return []
+
+    def _part_done(self, future, payload: tuple[FileJob, int]) -> list[list[dict]]:
+        """One part of a long file; with the last one, the file's rows (with a failed one, its error row, once)."""
+        job, index = payload
+        part, failed = _outcome(future, [job])
+        if job.path not in self._split:  # another part failed already
+            return []
+        if failed or isinstance(part, list):
+            del self._split[job.path]
+            return failed or [part]
+        plan, parts = self._split[job.path]
+        parts[index] = part
+        if any(item is None for item in parts):
+            return []
+        del self._split[job.path]
+        return [analysis_rows(job, combine(plan, parts, self.model, self.settings.min_confidence).to_dict())]
+
+
+def _outcome(future, jobs: list[FileJob]) -> tuple:
+    """(the task's result, []), or when the task failed on the cluster (a worker lost), (None, an error row for each file)."""
     try:
-        return [rows for _, rows in future.result()]
+        return future.result(), []
     except Exception as exc:  # noqa: BLE001 - whatever Dask raises for a lost task, its files get error rows and the batch goes on
         reason = "%s: %s" % (type(exc).__name__, exc)
-        return [[error_row(job, "%s: task failed on the cluster: %s" % (job.path, reason))] for job in group]
+        return None, [[error_row(job, "%s: task failed on the cluster: %s" % (job.path, reason))] for job in jobs]
 
 
-class Progress:
-    """One line on a terminal, redrawn at most every PROGRESS_INTERVAL_S: files, audio hours, × real time, ETA."""
-
-    def __init__(self, total_files: int, stream: TextIO):
-        self.total, self.stream = total_files, stream
-        self.enabled = hasattr(stream, "isatty") and stream.isatty()
-        self._drawn_s = 0.0
-
-    def update(self, tally: Tally) -> None:
-        """Redraw, unless drawn very recently (the last file always draws)."""
-        now_s = time.monotonic()
-        done = tally.files
-        if not self.enabled or (now_s - self._drawn_s < PROGRESS_INTERVAL_S and done < self.total):
-            return
-        self._drawn_s = now_s
-        elapsed_s = now_s - tally.started_s
-        eta_s = elapsed_s / done * (self.total - done) if done else 0.0
-        self.stream.write("\r%d/%d files  %.2f h of audio  %.1f × real time  ETA %s\x1b[K"
-                          % (done, self.total, tally.audio_s / SECONDS_PER_HOUR, tally.speed(), _clock(eta_s)))
-        self.stream.flush()
-
-    def errors(self, lines: list[str]) -> None:
-        """A failed file's line, above the bar."""
-        for line in lines:
-            self.stream.write(("\r\x1b[K" if self.enabled else "") + "serd: error: %s\n" % line)
-
-    def close(self) -> None:
-        """End the bar's line."""
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+def long_files(jobs: list[FileJob], workers: int) -> list[FileJob]:
+    """Files worth splitting over workers: at least LONG_FILE_BYTES and more than a worker's task's fair share."""
+    if workers < 2:
+        return []
+    share_bytes = sum(job.size_bytes or 0 for job in jobs) / (workers * TASKS_PER_WORKER)
+    return [job for job in jobs if (job.size_bytes or 0) >= max(LONG_FILE_BYTES, share_bytes)]
 
 
-def _clock(seconds: float) -> str:
-    """H:MM:SS."""
-    minutes, secs = divmod(int(seconds), 60)
-    return "%d:%02d:%02d" % (minutes // 60, minutes % 60, secs)
-
-
-def format_summary(tally: Tally, results: Path) -> str:
-    """The lines printed at the end: files, audio hours and speed, errors, segments by label."""
-    lines = ["serd batch: %s analysed, %d failed, %d skipped (already in %s)" % (_count(tally.files, "file"), tally.failed, tally.skipped, results),
-             "audio: %.2f h in %.1f s, %.1f × real time" % (tally.audio_s / SECONDS_PER_HOUR, time.monotonic() - tally.started_s, tally.speed())]
-    total = sum(tally.labels.values())
-    shares = ", ".join("%s %d (%.0f %%)" % (label or NO_SPEECH, count, 100.0 * count / total) for label, count in tally.labels.most_common())
-    silent = "; %s without speech" % _count(tally.no_speech, "file") if tally.no_speech else ""
-    lines.append("segments by label: %s%s" % (shares or "none", silent))
-    lines.append("results: %s" % results)
-    return "\n".join(lines) + "\n"
-
-
-def _count(number: int, noun: str) -> str:
-    """'1 file', '2 files'."""
-    return "%d %s%s" % (number, noun, "" if number == 1 else "s")
+def part_count(plan: FilePlan, model: WindowModel, workers: int) -> int:
+    """How many parts a long file is analysed in: PARTS_PER_WORKER a worker, each at least PART_MIN_S of the file."""
+    audio_s = plan.samples / model.card.sample_rate_hz
+    return max(1, min(len(plan.segments), PARTS_PER_WORKER * workers, math.ceil(audio_s / PART_MIN_S)))

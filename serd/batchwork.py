@@ -1,4 +1,5 @@
-"""serd batch's units of work: the files an input names, and a worker's task (a group of files -> result rows); no Dask here.
+"""serd batch's units of work: the files an input names, and a worker's tasks (a group of files -> result rows; a
+long file's plan and parts, serd.split); no Dask here.
 
 A task runs on a Dask worker: it loads the model once per worker thread and analyses each file as
 `serd analyze` does (serd.analyze.analyze_file, the same VAD settings and min_confidence), so a file's
@@ -13,13 +14,14 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from serd.analyze import analyze_file
+from serd.analyze import FileAnalysis, analyze_file
 from serd.audio import DECODER_FORMATS, WAV_FORMATS
 from serd.config import VadConfig
 from serd.errors import AudioError, SerdError
 from serd.manifest import read_manifest
 from serd.model import WindowModel, load_model
 from serd.process import keep_freed_blocks
+from serd.split import FilePlan, analyze_part, plan_file
 
 log = logging.getLogger(__name__)
 
@@ -94,21 +96,48 @@ def analyze_jobs(jobs: list[FileJob], settings: WorkSettings) -> list[tuple[File
     """A worker's task: each file's result rows (its segments then its overall row, or one error row)."""
     model = worker_model(settings.model_path)
     results = [(job, analyze_job(job, model, settings)) for job in jobs]
-    with _loads_lock:
-        _loads["tasks"] += 1
+    _count_task()
     return results
 
 
 def analyze_job(job: FileJob, model: WindowModel, settings: WorkSettings) -> list[dict]:
     """One file's rows; a file that cannot be analysed gives an error row naming the reason, as serd analyze's line."""
+    analysis = attempt(job, lambda: analyze_file(job.path, model, settings.vad, min_confidence=settings.min_confidence))
+    return analysis if isinstance(analysis, list) else analysis_rows(job, analysis.to_dict())
+
+
+def plan_job(job: FileJob, settings: WorkSettings) -> FilePlan | list[dict]:
+    """A worker's task: the speech segments of a long file (serd.split), or its error row."""
+    model = worker_model(settings.model_path)
+    plan = attempt(job, lambda: plan_file(job.path, model, settings.vad))
+    _count_task()
+    return plan
+
+
+def analyze_job_part(job: FileJob, settings: WorkSettings, segments: tuple[tuple[int, int], ...]) -> FileAnalysis | list[dict]:
+    """A worker's task: some segments of a long file analysed (serd.split), or its error row."""
+    model = worker_model(settings.model_path)
+    part = attempt(job, lambda: analyze_part(job.path, model, settings.vad, segments, settings.min_confidence))
+    _count_task()
+    return part
+
+
+def attempt(job: FileJob, call):
+    """call()'s result, or the file's error row when it fails: the reason as serd analyze's line, or for an
+    unexpected failure its type and message (one file must not end the batch)."""
     try:
-        analysis = analyze_file(job.path, model, settings.vad, min_confidence=settings.min_confidence).to_dict()
+        return call()
     except AudioError as exc:
         return [error_row(job, str(exc))]
-    except Exception as exc:  # noqa: BLE001 - one file's unexpected failure must not end the batch; its row says what it was
+    except Exception as exc:  # noqa: BLE001 - the row says what it was
         log.debug("%s: analysis failed", job.path, exc_info=True)
         return [error_row(job, "%s: analysis failed: %s: %s" % (job.path, type(exc).__name__, exc))]
-    return analysis_rows(job, analysis)
+
+
+def _count_task() -> None:
+    """One more task done in this process."""
+    with _loads_lock:
+        _loads["tasks"] += 1
 
 
 def worker_model(model_path: str | None) -> WindowModel:

@@ -66,13 +66,14 @@ class SpeechFrontend:
         keep_audio: bool = False,
         normalise: bool = True,
         speaker: SpeakerStats | None = None,
+        gate: VadGate | None = None,
     ):
         self.ring = ring
         self.speaker = speaker
         self.feature_params = feature_params
         self._audio_span = window_params.frames * feature_params.hop_samples if keep_audio else 0
         self._batch_samples = window_params.hop_frames * feature_params.hop_samples
-        self._vad = VadGate(vad_params, feature_params.sample_rate_hz)
+        self._vad = gate if gate is not None else VadGate(vad_params, feature_params.sample_rate_hz)  # gate: a seam for given boundaries
         self._features = StreamingFeatures(FeatureExtractor(feature_params))
         self._windows = WindowAssembler(window_params, feature_params.n_features, normalise and speaker is None)
         self._vad_cursor = ring.start_index if start_index is None else start_index  # next sample the VAD has not seen

@@ -343,7 +343,7 @@ class Terminal(io.StringIO):
 
 
 def test_the_progress_line_is_drawn_on_a_terminal_only():
-    from serd.batch import Progress, Tally
+    from serd.batchprogress import Progress, Tally
 
     tally = Tally(files=3, audio_s=7200.0)
     tally.started_s -= 10.0
@@ -358,3 +358,27 @@ def test_the_progress_line_is_drawn_on_a_terminal_only():
     assert 700 < float(line.split("h of audio  ")[1].split(" ×")[0]) <= 720, "7200 s of audio in about 10 s"
     assert line.endswith("\r\x1b[Kserd: error: a.wav: empty file\n\n")
     assert pipe.getvalue() == "serd: error: a.wav: empty file\n", "no progress line when stderr is not a terminal"
+
+
+def test_a_long_file_is_split_over_the_workers_and_still_equals_analyze_json(tmp_path, archive, cluster, monkeypatch):
+    """A long file is planned (a VAD pass), analysed in parts on the workers and combined: its rows are analyze's."""
+    import math
+
+    from serd import batch
+
+    monkeypatch.setattr(batch, "LONG_FILE_BYTES", 1 << 20)
+    monkeypatch.setattr(batch, "PART_MIN_S", 15.0)
+    call = tmp_path / "long" / "call.wav"
+    call.parent.mkdir()
+    write_wav(call, b"".join(load_audio(clip).tobytes() for clip in archive["clips"]))
+    inputs = [str(call)] + archive["clips"][:3]
+    result = serd("analyze", "--json", *inputs)
+    assert result.returncode == 0, result.stderr.decode()
+    expected_objects = {line["file"]: line for line in map(json.loads, result.stdout.decode().splitlines())}
+    tasks_before = cluster_tasks(cluster)
+    out = tmp_path / "results.jsonl"
+    assert batch.run_batch(inputs, str(out), cluster.scheduler_address, WORKERS, False, None, None, io.StringIO(), io.StringIO()) == 0
+    assert analyses(read_jsonl(out)) == expected_objects
+    call_s, segments = expected_objects[str(call)]["duration_s"], len(expected_objects[str(call)]["segments"])
+    parts = min(segments, batch.PARTS_PER_WORKER * WORKERS, math.ceil(call_s / 15.0))
+    assert parts >= 2 and cluster_tasks(cluster) - tasks_before == 1 + parts + len(archive["clips"][:3]), "a plan, the parts, a task a clip"
