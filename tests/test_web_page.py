@@ -70,11 +70,15 @@ def test_the_page_shows_what_serd_analyze_says(page, server, two_sentences):
     analysed(page, server, two_sentences)
     assert page.inner_text("#overall-label") == expected["label"]
     assert page.inner_text("#overall-confidence") == "%d %%" % round(expected["confidence"] * 100)
+    assert page.inner_text("#overall-arousal") == "%+.2f" % expected["arousal"]
+    assert page.inner_text("#overall-valence") == "%+.2f" % expected["valence"]
     assert page.inner_text("#segment-count") == str(len(expected["segments"]))
     assert page.inner_text("#window-count") == str(sum(s["windows"] for s in expected["segments"]))
     rows = page.locator("#segment-table tbody tr")
     assert rows.count() == len(expected["segments"])
     assert [rows.nth(i).locator("td").nth(2).inner_text() for i in range(rows.count())] == [s["label"] for s in expected["segments"]]
+    assert [rows.nth(i).locator("td").nth(5).inner_text() for i in range(rows.count())] == [
+        "%+.2f" % s["arousal"] for s in expected["segments"]]
     for canvas in ("waveform", "spectrogram", "segments", "probabilities", "axis"):
         assert _painted(page, canvas), "%s canvas is blank" % canvas
     if os.environ.get("SERD_WEB_SCREENSHOT"):

@@ -68,6 +68,7 @@ async function analyse(file) {
 }
 
 function percent(value) { return Math.round(value * 100) + " %"; }
+function signed(value) { return value === null || value === undefined ? "-" : (value >= 0 ? "+" : "") + value.toFixed(2); }
 
 function show(analysis, file) {
   page.analysis = analysis;
@@ -77,6 +78,8 @@ function show(analysis, file) {
   $("overall-label").textContent = label;
   $("overall-label").style.color = colourOf(label, page.labels);
   $("overall-confidence").textContent = analysis.label === null ? "-" : percent(analysis.confidence);
+  $("overall-arousal").textContent = signed(analysis.arousal);
+  $("overall-valence").textContent = signed(analysis.valence);
   $("file-name").textContent = analysis.file;
   $("duration").textContent = analysis.duration_s.toFixed(2) + " s";
   $("segment-count").textContent = String(analysis.segments.length);
@@ -105,7 +108,8 @@ function showLegend() {
 function showTable(analysis) {
   const rows = analysis.segments.map((segment) => {
     const row = document.createElement("tr");
-    for (const cell of [segment.start_s.toFixed(2), segment.end_s.toFixed(2), segment.label, segment.confidence.toFixed(2), segment.windows]) {
+    for (const cell of [segment.start_s.toFixed(2), segment.end_s.toFixed(2), segment.label, segment.confidence.toFixed(2), segment.windows,
+                       signed(segment.arousal), signed(segment.valence)]) {
       const td = document.createElement("td");
       td.textContent = cell;
       row.append(td);
