@@ -1,9 +1,10 @@
 """Benchmark of `serd batch`: x real time on 1 and 2 local Dask workers over >= 1 h of corpus clips, each worker's
-peak RSS, the overhead against `serd analyze` on one core, the scheduler's cost per task (many tiny tasks on a
-LocalCluster) and the results writer's speed; from those, a model of throughput up to 100 workers.
+peak RSS, the overhead against `serd analyze` on one core, one long file alone on 1 and 2 workers (split in parts on 2), the
+scheduler's cost per task (many tiny tasks on a LocalCluster) and the results writer's speed; from those, a model
+of throughput up to 100 workers.
 
     python -m tools.bench_batch                       # 1 h of audio, writes docs/batch_bench.json
-    python -m tools.bench_batch --audio-h 0.02 --tiny-tasks 200 --out /tmp/bench.json   # a check that it runs
+    python -m tools.bench_batch --audio-h 0.02 --tiny-tasks 200 --long-min 1 --out /tmp/bench.json   # a check that it runs
 
 The machine should be otherwise idle: every figure is wall-clock time.
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import wave
 from pathlib import Path
 
 from serd.batch import TASK_FILES_MAX, run_batch
@@ -31,6 +33,7 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 CORPORA_DIR = Path(os.environ.get("SERD_SHARED_DIR", PROJECT_DIR.parent / "shared")) / "corpora"
 DEFAULT_OUT = PROJECT_DIR / "docs" / "batch_bench.json"
 SECONDS_PER_HOUR = 3600
+SAMPLE_RATE_HZ = 16000
 MODEL_WORKERS = (1, 2, 4, 8, 16, 32, 64, 100)
 WRITER_FILES = 2000  # synthetic file results written to time the results writer
 SEGMENTS_PER_FILE = 2  # rows per synthetic file result, besides its overall row
@@ -77,12 +80,12 @@ def worker_memory_kb() -> dict:
     return {"peak_rss_kb": int(fields["VmHWM"].split()[0]), "rss_kb": int(fields["VmRSS"].split()[0])}
 
 
-def batch_local(paths: list[str], workers: int, scratch: Path, expected: dict) -> dict:
+def batch_local(paths: list[str], workers: int, scratch: Path, expected: dict, name: str = "batch") -> dict:
     """serd batch on a LocalCluster of `workers` one-thread processes: cluster start, batch wall time, x real time,
     each worker's RSS, and whether every file's result equals serd analyze's."""
     from distributed import Client, LocalCluster
 
-    out = scratch / ("batch-%d.parquet" % workers)
+    out = scratch / ("%s-%d.parquet" % (name, workers))
     started_s = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         start_s = time.perf_counter() - started_s
@@ -98,6 +101,27 @@ def batch_local(paths: list[str], workers: int, scratch: Path, expected: dict) -
             "worker_peak_rss_mb": [round(m["peak_rss_kb"] / 1024, 1) for m in memory],
             "worker_rss_mb": [round(m["rss_kb"] / 1024, 1) for m in memory],
             "equal_to_analyze": found == expected}
+
+
+def long_file(paths: list[str], minutes: float, scratch: Path, workers: list[int]) -> dict:
+    """One long WAV (the clips end to end) alone on 1 and 2 workers: on 2 it is split in parts (serd.split)."""
+    from serd.audio import load_audio
+
+    call, pcm, seconds = scratch / "call.wav", [], 0.0
+    for path in paths:
+        if seconds >= minutes * 60:
+            break
+        pcm.append(load_audio(path))
+        seconds += len(pcm[-1]) / SAMPLE_RATE_HZ
+    with wave.open(str(call), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(SAMPLE_RATE_HZ)
+        writer.writeframes(b"".join(part.tobytes() for part in pcm))
+    analyze = analyze_one_core([str(call)], scratch)
+    expected = analyze.pop("objects")
+    runs = [batch_local([str(call)], n, scratch, expected, "long") for n in workers]
+    return {"audio_s": analyze["audio_s"], "analyze_one_core": analyze, "batch": runs}
 
 
 def _noop(index: int) -> int:
@@ -164,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-h", type=float, default=1.0, help="hours of corpus clips (default 1)")
     parser.add_argument("--workers", default="1,2", help="local worker counts to time (default 1,2)")
     parser.add_argument("--tiny-tasks", type=int, default=5000, help="no-op tasks for the scheduler's cost per task")
+    parser.add_argument("--long-min", type=float, default=30.0, help="minutes of the one long file split over workers (default 30)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -172,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_dir)
         analyze = analyze_one_core(paths, scratch)
         expected = analyze.pop("objects")
-        runs = [batch_local(paths, int(n), scratch, expected) for n in args.workers.split(",")]
+        counts = [int(n) for n in args.workers.split(",")]
+        runs = [batch_local(paths, n, scratch, expected) for n in counts]
+        split = long_file(paths, args.long_min, scratch, counts)
         scheduler = scheduler_overhead(args.tiny_tasks, 2)
         labels = tuple(next(iter(expected.values()))["probabilities"])
         writer = writer_speed(labels, scratch)
@@ -182,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
               "cpus": os.cpu_count(), "load_average_at_end": os.getloadavg(), "analyze_one_core": analyze, "batch": runs,
               "two_over_one": two["x_realtime"] / one["x_realtime"] if one and two else None,
               "overhead_vs_analyze": analyze["x_realtime"] / one["x_realtime"] - 1 if one else None,
-              "scheduler": scheduler, "results_writer": writer,
+              "long_file": split, "scheduler": scheduler, "results_writer": writer,
               "scaling_model": scaling_model(runs, scheduler, writer, len(paths), analyze["audio_s"]) if one else None}
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({key: report[key] for key in ("files", "audio_h", "two_over_one", "overhead_vs_analyze")}))
