@@ -382,3 +382,32 @@ def test_a_long_file_is_split_over_the_workers_and_still_equals_analyze_json(tmp
     call_s, segments = expected_objects[str(call)]["duration_s"], len(expected_objects[str(call)]["segments"])
     parts = min(segments, batch.PARTS_PER_WORKER * WORKERS, math.ceil(call_s / 15.0))
     assert parts >= 2 and cluster_tasks(cluster) - tasks_before == 1 + parts + len(archive["clips"][:3]), "a plan, the parts, a task a clip"
+
+
+def test_ctrl_c_writes_the_parquet_results_so_far(tmp_path, archive, cluster):
+    """Interrupted while a task waits on a FIFO: exit 2, one line, and RESULTS holds every file finished by then."""
+    from serd.batch import task_groups
+
+    fifo = tmp_path / "held.flac"
+    os.mkfifo(fifo)
+    inputs = [str(archive["root"]), str(fifo)]
+    groups = task_groups(list_jobs(inputs), WORKERS)
+    done_before = sorted(job.path for group in groups if str(fifo) not in [j.path for j in group] for job in group)
+    out, journal = tmp_path / "results.parquet", tmp_path / "results.parquet.partial"
+    tasks_before = cluster_tasks(cluster)
+    run = subprocess.Popen(SERD + ["batch", *inputs, "--out", str(out), "--dask", cluster.scheduler_address],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    feeder = FifoFeeder(fifo)
+    try:
+        feeder.wait_for_reader()
+        wait_for(lambda: journal.exists() and sorted(finished_files(read_jsonl(journal))) == done_before)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=DEADLINE_S)
+    finally:
+        run.kill()
+        feeder.feed(Path(archive["clips"][0]).read_bytes())
+    assert run.returncode == 2 and stdout == ""
+    assert stderr.splitlines()[-1] == "serd batch: interrupted after %d files; run it again with --resume to go on" % len(done_before)
+    assert all(line.startswith(ERROR_PREFIX) for line in stderr.splitlines()[:-1]), "no traceback"
+    assert not journal.exists() and sorted(finished_files(read_results(out))) == done_before
+    wait_for(lambda: cluster_tasks(cluster) == tasks_before + len(groups))  # the held task ends on its worker
