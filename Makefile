@@ -10,7 +10,7 @@ TEST_PACKAGES := mosquitto pulseaudio pulseaudio-utils libasound2-plugins libsox
 export OPENBLAS_NUM_THREADS := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test model bench mutants install apt-run apt-test venv venv-dev clean
+.PHONY: run test model bench soak mutants install apt-run apt-test venv venv-dev clean
 SERD_PREFIX := /opt/serd
 
 run: apt-run venv
@@ -25,6 +25,10 @@ model: apt-test venv-dev
 
 bench: apt-test venv-dev
 	$(PY) -m tools.bench
+
+# 24 h of speech through serd run as fast as it goes (minutes), RSS sampled: docs/soak.json
+soak: apt-test venv-dev
+	$(PY) -m tools.bench --soak 24
 
 # mutation testing of the stage modules (a couple of hours on two cores; not part of make test)
 mutants: apt-test venv-dev

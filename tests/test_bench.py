@@ -59,3 +59,19 @@ def test_every_model_run_falls_in_one_model_hop_of_at_most_half_a_second():
     table = bench_serd.hop_latency(chunks)
     assert table["hops"] == {"count": 3, "two_windows": 0, "grid_count": 2, "grid_two_windows": 1}
     assert table["model"]["max"] == 2.0 and table["grid_total"]["max"] > table["total"]["max"]
+
+
+def test_a_short_soak_feeds_every_second_and_loses_no_event(ravdess_manifest, tmp_path):
+    """`python -m tools.bench --soak` (a few minutes of audio): the daemon takes it all, exits 0, stdout and a
+    healthy ZeroMQ subscriber see the same events, nothing is counted as dropped (no timing assertions)."""
+    out = tmp_path / "soak.json"
+    env = dict(os.environ, SERD_SHARED_DIR=str(SHARED_DIR))
+    done = subprocess.run([sys.executable, "-m", "tools.bench_soak", "--hours", "0.05", "--manifest", str(ravdess_manifest),
+                           "--out", str(out)], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                          timeout=BENCH_TIMEOUT_S, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["last_status_audio_s"] == 180.0, "every second written was processed"
+    assert result["events"]["stdout"] == result["events"]["zmq"] > 0
+    assert set(result["dropped"]) == {"stdout", "zmq"} and not any(result["dropped"].values())
+    assert result["rss_mb"]["peak"] > 0 and result["rss_samples"] >= 1

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="seconds of audio (default %.0f, --short %.0f)" % (DEFAULT_SECONDS, SHORT_SECONDS))
     parser.add_argument("--short", action="store_true", help="CI mode: little audio and few files, same keys")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of Markdown")
+    parser.add_argument("--soak", type=float, metavar="HOURS", help="instead: an accelerated soak of serd run with HOURS "
+                        "of audio, RSS sampled (tools.bench_soak; writes docs/soak.json)")
     return parser.parse_args(argv)
 
 
@@ -170,6 +172,10 @@ def whisper_installed() -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the report; exit 1 if a section failed or a key is missing."""
     args = parse_args(argv)
+    if args.soak is not None:
+        from tools import bench_soak
+
+        return bench_soak.main(["--hours", str(args.soak), "--manifest", str(args.manifest)])
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     folder = Path(tempfile.mkdtemp(prefix="serd-bench-"))
     try:
