@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import os
+import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,17 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class ChannelConfig:
+    """One source the daemon listens to: a [source.NAME] section, or [source] itself when there is none."""
+
+    name: str  # NAME of [source.NAME]; "" for the one source of a config without such sections
+    device_id: str  # the device its events and topics name
+    source: SourceConfig = field(default_factory=SourceConfig)
+    vad: VadConfig = field(default_factory=VadConfig)
+    speaker_memory_s: float = ModelConfig.speaker_memory_s
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole effective configuration."""
 
@@ -148,7 +160,12 @@ class Config:
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     web: WebConfig = field(default_factory=WebConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    sources: tuple[ChannelConfig, ...] = ()  # the [source.NAME] sections, in file order; () = [source] alone
 
+
+SOURCE_SECTION_PREFIX = "source."
+SOURCE_NAME = re.compile(r"[A-Za-z0-9_-]+")
+DEVICE_ID_UNSAFE = ("/", "+", "#")
 
 SECTIONS: dict[str, type] = {
     "source": SourceConfig,
@@ -165,15 +182,22 @@ SECTIONS: dict[str, type] = {
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
-    """Read an INI file (optional), apply overrides {section: {key: value}}, validate, fill defaults."""
+    """Read an INI file (optional), apply overrides {section: {key: value}}, validate, fill defaults.
+
+    [source.NAME] sections are the daemon's sources (config.sources); an override of [source] source
+    (serd run --source) leaves them out: that source is then the only one."""
     raw: dict[str, dict[str, Any]] = {}
     if path is not None:
         raw = _read_ini(Path(path))
     for section, values in (overrides or {}).items():
         raw.setdefault(section, {}).update(values)
+    named = {section: raw.pop(section) for section in list(raw) if section.startswith(SOURCE_SECTION_PREFIX)}
+    if "source" in (overrides or {}).get("source", {}):
+        named = {}  # an override of [source] source (serd run --source) is the one source
     config = Config(**{name: _build_section(name, raw.pop(name, {})) for name in SECTIONS})
     if raw:
         raise ConfigError("unknown section [%s]" % sorted(raw)[0])
+    config = dataclasses.replace(config, sources=tuple(_build_channel(section, values, config) for section, values in named.items()))
     validate(config)
     return config
 
@@ -201,6 +225,38 @@ def _build_section(name: str, values: dict[str, Any]):
             raise ConfigError("[%s] %s: unknown key" % (name, key))
         typed[key] = _convert(name, key, value, type(fields[key].default))
     return cls(**typed)
+
+
+def _build_channel(section: str, values: dict[str, Any], base: Config) -> ChannelConfig:
+    """A [source.NAME] section: keys of [source] and [vad], device_id and speaker_memory_s; what it leaves out
+    comes from [source], [vad] and [model] speaker_memory_s, and device_id defaults to NAME."""
+    name = section[len(SOURCE_SECTION_PREFIX):]
+    if not SOURCE_NAME.fullmatch(name):
+        raise ConfigError("[%s]: the name after 'source.' must be letters, digits, - or _" % section)
+    parts: dict[str, dict[str, Any]] = {"source": {}, "vad": {}, "own": {}}
+    kinds = {"source": SourceConfig, "vad": VadConfig, "own": ChannelKeys}
+    for key, value in values.items():
+        part = next((part for part, cls in kinds.items() if key in _field_kinds(cls)), None)
+        if part is None:
+            raise ConfigError("[%s] %s: unknown key" % (section, key))
+        parts[part][key] = _convert(section, key, value, _field_kinds(kinds[part])[key])
+    own = dict(dataclasses.asdict(ChannelKeys(speaker_memory_s=base.model.speaker_memory_s)), **parts["own"])
+    return ChannelConfig(name, own["device_id"] or name, dataclasses.replace(base.source, **parts["source"]),
+                         dataclasses.replace(base.vad, **parts["vad"]), own["speaker_memory_s"])
+
+
+@dataclass(frozen=True)
+class ChannelKeys:
+    """[source.NAME] keys beyond those of [source] and [vad]."""
+
+    device_id: str = doc("name of this source's device in events and topics; empty = NAME", "")
+    speaker_memory_s: float = doc("as [model] speaker_memory_s, for this source's voice estimate; default: [model]'s",
+                                  ModelConfig.speaker_memory_s)
+
+
+def _field_kinds(cls: type) -> dict[str, type]:
+    """The type of each field of a section's dataclass, by key."""
+    return {f.name: type(f.default) for f in dataclasses.fields(cls)}
 
 
 def _convert(section: str, key: str, value: Any, kind: type) -> Any:
@@ -275,12 +331,37 @@ def validate(config: Config) -> None:
         value = getattr(getattr(config, section), key)
         if not check(value):
             raise ConfigError("[%s] %s: %r %s" % (section, key, value, reason))
-    source = config.source.source
-    if not (source in ("mic", "stdin") or (source.startswith("file:") and len(source) > len("file:"))):
-        raise ConfigError("[source] source: %r must be mic, stdin or file:PATH" % source)
+    _check_source_form("source", config.source.source)
     endpoint = config.zmq.endpoint
     if endpoint and not endpoint.startswith(("ipc://", "tcp://")):
         raise ConfigError("[zmq] endpoint: %r must start with ipc:// or tcp://" % endpoint)
+    seen: dict[str, str] = {}
+    for channel in config.sources:
+        _validate_channel(channel, seen)
+
+
+def _check_source_form(section: str, source: str) -> None:
+    """mic, stdin or file:PATH."""
+    if not (source in ("mic", "stdin") or (source.startswith("file:") and len(source) > len("file:"))):
+        raise ConfigError("[%s] source: %r must be mic, stdin or file:PATH" % (section, source))
+
+
+def _validate_channel(channel: ChannelConfig, seen: dict[str, str]) -> None:
+    """A [source.NAME] section's values by the rules of [source], [vad] and [model]; its device id and stdin
+    used once among the sections seen (device id or "stdin" -> section)."""
+    section = SOURCE_SECTION_PREFIX + channel.name
+    parts = {"source": channel.source, "vad": channel.vad, "model": ChannelKeys(speaker_memory_s=channel.speaker_memory_s)}
+    for part, key, check, reason in RULES:
+        if part in parts and hasattr(parts[part], key) and not check(getattr(parts[part], key)):
+            raise ConfigError("[%s] %s: %r %s" % (section, key, getattr(parts[part], key), reason))
+    _check_source_form(section, channel.source.source)
+    if any(mark in channel.device_id for mark in DEVICE_ID_UNSAFE):
+        raise ConfigError("[%s] device_id: %r cannot hold / + or # (it is a topic level)" % (section, channel.device_id))
+    for key, used in (("device_id", channel.device_id), ("source", "stdin" if channel.source.source == "stdin" else "")):
+        if used in seen:
+            raise ConfigError("[%s] %s: %r is also [%s]'s (each source needs its own)" % (section, key, used, seen[used]))
+        if used:
+            seen[used] = section
 
 
 def runtime_dir() -> Path:
@@ -310,8 +391,10 @@ def device_id(config: Config) -> str:
 def referenced_files(config: Config) -> list[tuple[str, str]]:
     """(key, path) of every file `serd run` or `serd web` opens with this configuration, besides the model."""
     files = []
-    if config.source.source.startswith("file:"):
-        files.append(("[source] source", config.source.source[len("file:"):]))
+    for channel in channels(config):
+        if channel.source.source.startswith("file:"):
+            section = SOURCE_SECTION_PREFIX + channel.name if channel.name else "source"
+            files.append(("[%s] source" % section, channel.source.source[len("file:"):]))
     if config.mqtt.enabled:
         keys = ("password_file",) + (("ca_file", "cert_file", "key_file") if config.mqtt.tls else ())
         files += [("[mqtt] %s" % key, getattr(config.mqtt, key)) for key in keys if getattr(config.mqtt, key)]
@@ -322,11 +405,21 @@ def referenced_files(config: Config) -> list[tuple[str, str]]:
 
 def to_ini(config: Config) -> str:
     """The effective configuration as INI text (what check-config prints)."""
+    sections = [(section, dataclasses.asdict(getattr(config, section))) for section in SECTIONS]
+    for channel in config.sources:
+        keys = dict(dataclasses.asdict(channel.source), **dataclasses.asdict(channel.vad), device_id=channel.device_id,
+                    speaker_memory_s=channel.speaker_memory_s)
+        sections.append((SOURCE_SECTION_PREFIX + channel.name, keys))
     lines = []
-    for section in SECTIONS:
+    for section, keys in sections:
         lines.append("[%s]" % section)
-        for key, value in dataclasses.asdict(getattr(config, section)).items():
+        for key, value in keys.items():
             shown = ("yes" if value else "no") if isinstance(value, bool) else value
             lines.append("%s = %s" % (key, shown))
         lines.append("")
     return "\n".join(lines)
+
+
+def channels(config: Config) -> tuple[ChannelConfig, ...]:
+    """The sources the daemon listens to: its [source.NAME] sections, or else [source] as the one."""
+    return config.sources or (ChannelConfig("", device_id(config), config.source, config.vad, config.model.speaker_memory_s),)

@@ -12,13 +12,17 @@ from serd.config import (
     RULES,
     SECTIONS,
     DEFAULT_MIN_CONFIDENCE,
+    ChannelConfig,
+    ChannelKeys,
     Config,
     MqttConfig,
     SourceConfig,
     VadConfig,
+    channels,
     default_zmq_endpoint,
     device_id,
     load_config,
+    referenced_files,
     runtime_dir,
     to_ini,
     zmq_endpoint,
@@ -292,3 +296,67 @@ def test_min_confidence_outside_zero_to_one_is_refused(value):
 
 def test_min_confidence_defaults_to_the_named_constant():
     assert load_config().smoothing.min_confidence == DEFAULT_MIN_CONFIDENCE
+
+
+def test_source_sections_inherit_and_override(tmp_path):
+    config = load_config(write(tmp_path, "[source]\nchunk_ms = 50\n[vad]\nhangover_ms = 400\n[model]\nspeaker_memory_s = 60\n"
+                                         "[source.cabin]\ndevice = serd_a\naggressiveness = 3\n"
+                                         "[source.rear]\nsource = file:/data/rear.flac\ndevice_id = car-rear\nspeaker_memory_s = 0\n"))
+    cabin, rear = config.sources
+    assert (cabin.name, cabin.device_id, rear.name, rear.device_id) == ("cabin", "cabin", "rear", "car-rear")
+    assert cabin.source == SourceConfig(device="serd_a", chunk_ms=50) and rear.source.source == "file:/data/rear.flac"
+    assert cabin.vad == VadConfig(aggressiveness=3, hangover_ms=400) and rear.vad == VadConfig(hangover_ms=400)
+    assert (cabin.speaker_memory_s, rear.speaker_memory_s) == (60.0, 0.0)
+    assert channels(config) == config.sources
+    assert referenced_files(config) == [("[source.rear] source", "/data/rear.flac")]
+
+
+def test_without_source_sections_the_one_source_is_source_itself():
+    config = load_config(overrides={"source": {"device": "USB"}, "daemon": {"device_id": "kitchen"}, "vad": {"frame_ms": "20"}})
+    assert config.sources == ()
+    assert channels(config) == (ChannelConfig("", "kitchen", config.source, config.vad, config.model.speaker_memory_s),)
+
+
+def test_a_source_override_is_the_only_source(tmp_path):
+    path = write(tmp_path, "[source.cabin]\ndevice = serd_a\n[source.rear]\ndevice = serd_b\n")
+    assert [c.name for c in load_config(path).sources] == ["cabin", "rear"]
+    assert load_config(path, {"source": {"source": "stdin"}}).sources == ()
+    assert [c.source.device for c in load_config(path, {"source": {"device": "x"}}).sources] == ["serd_a", "serd_b"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[source.a b]\n", r"^\[source\.a b\]: the name after 'source\.' must be letters, digits, - or _$"),
+    ("[source.]\n", r"^\[source\.\]: the name"),
+    ("[source.cabin]\nvolume = 3\n", r"^\[source\.cabin\] volume: unknown key$"),
+    ("[source.cabin]\nframe_ms = 25\n", r"^\[source\.cabin\] frame_ms: 25 must be 10, 20 or 30$"),
+    ("[source.cabin]\nchunk_ms = fast\n", r"^\[source\.cabin\] chunk_ms: 'fast' is not a valid int$"),
+    ("[source.cabin]\nsource = alsa\n", r"^\[source\.cabin\] source: 'alsa' must be mic, stdin or file:PATH$"),
+    ("[source.cabin]\nspeaker_memory_s = -1\n", r"^\[source\.cabin\] speaker_memory_s: -1\.0 must not be negative$"),
+    ("[source.cabin]\ndevice_id = car/cabin\n", r"^\[source\.cabin\] device_id: 'car/cabin' cannot hold / \+ or #"),
+    ("[source.a]\n[source.b]\ndevice_id = a\n", r"^\[source\.b\] device_id: 'a' is also \[source\.a\]'s"),
+    ("[source.a]\nsource = stdin\n[source.b]\nsource = stdin\n", r"^\[source\.b\] source: 'stdin' is also \[source\.a\]'s"),
+    ("[sources.a]\n", r"^unknown section \[sources\.a\]$"),
+])
+def test_bad_source_sections_name_section_and_key_in_one_line(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message) as error:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(error.value)
+
+
+def test_to_ini_round_trips_source_sections(tmp_path):
+    config = load_config(overrides={"source.cabin": {"device": "serd_a", "gate": "silero", "realtime": "yes"},
+                                    "source.rear": {"source": "file:/x y.wav", "device_id": "back"}})
+    text = to_ini(config)
+    assert "[source.cabin]\nsource = mic\ndevice = serd_a\n" in text and "device_id = back\n" in text
+    assert load_config(write(tmp_path, text)) == config
+
+
+def test_example_config_shows_source_sections_with_their_own_keys_documented(tmp_path):
+    text = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+    example = text[text.index("# [source.driver]"):].splitlines()
+    config = load_config(write(tmp_path, "\n".join(line[2:] for line in example)))
+    assert [(c.name, c.device_id, c.source.device) for c in config.sources] == [
+        ("driver", "car-driver", "USB Audio #1"), ("passenger", "passenger", "USB Audio #2")]
+    for f in dataclasses.fields(ChannelKeys):
+        index = next(i for i, line in enumerate(example) if line.startswith("# %s = " % f.name))
+        assert example[index - 1] == "# # " + f.metadata["doc"], f.name
