@@ -104,3 +104,51 @@ def test_arousal_and_valence_stay_inside_minus_one_one_and_inside_their_labels_h
     assert min(v for v, _ in placed) - 1e-4 <= valence <= max(v for v, _ in placed) + 1e-4
     assert min(a for _, a in placed) - 1e-4 <= arousal <= max(a for _, a in placed) + 1e-4
     assert all(math.isfinite(x) for x in point)
+
+
+def _irregular_chunks(samples: np.ndarray, cuts: list[int]) -> list[np.ndarray]:
+    """samples cut at the sorted, distinct positions in cuts."""
+    edges = [0] + sorted({c % (len(samples) + 1) for c in cuts}) + [len(samples)]
+    return [samples[a:b] for a, b in zip(edges, edges[1:])]
+
+
+SPEECHLIKE = (np.random.default_rng(3).standard_normal(16000 * 2) * 3000).astype(np.int16)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 10 ** 6), max_size=30), kind=st.sampled_from(("logmel", "mfcc")))
+def test_streaming_features_equal_offline_for_any_chunking(cuts, kind):
+    from serd.features import FeatureExtractor, FeatureParams, StreamingFeatures
+
+    extractor = FeatureExtractor(FeatureParams(kind=kind))
+    offline = extractor.compute(SPEECHLIKE)
+    stream = StreamingFeatures(extractor)
+    streamed = np.concatenate([stream.push(chunk) for chunk in _irregular_chunks(SPEECHLIKE, cuts)])
+    assert streamed.shape == offline.shape
+    np.testing.assert_allclose(streamed, offline, rtol=0, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 10 ** 6), max_size=30), rates=st.sampled_from(((44100, 16000), (48000, 16000),
+                                                                                   (8000, 16000), (22050, 16000))))
+def test_the_streaming_resampler_equals_the_offline_one_for_any_chunking(cuts, rates):
+    from serd.resample import StreamResampler, resample
+
+    in_rate_hz, out_rate_hz = rates
+    audio = SPEECHLIKE[: in_rate_hz // 4]
+    offline = resample(audio, in_rate_hz, out_rate_hz)
+    resampler = StreamResampler(in_rate_hz, out_rate_hz)
+    streamed = np.concatenate([resampler.push(chunk) for chunk in _irregular_chunks(audio, cuts)] + [resampler.flush()])
+    assert len(streamed) == len(offline)
+    assert np.abs(streamed.astype(np.int32) - offline).max() <= 1
+
+
+@settings(max_examples=10, deadline=None)
+@given(tone_hz=st.floats(8500, 15000))
+def test_the_resampler_removes_what_lies_above_the_new_nyquist(tone_hz):
+    from serd.resample import resample
+
+    rate_in_hz = 44100
+    time_s = np.arange(rate_in_hz) / rate_in_hz
+    out = resample(0.5 * np.sin(2 * np.pi * tone_hz * time_s), rate_in_hz, 16000)
+    assert np.sqrt(np.mean(out[2000:-2000] ** 2)) < 0.5 / np.sqrt(2) * 10 ** (-40 / 20), "at least 40 dB down"
