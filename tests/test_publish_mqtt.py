@@ -1,5 +1,6 @@
 """MQTT publisher against a real mosquitto: availability, last will, retained state, reconnects, auth."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,9 +10,10 @@ import time
 
 import pytest
 
-from serd.config import MqttConfig
+from serd.config import MqttConfig, load_config
 from serd.errors import ConfigError
 from serd.events import EmotionChanged, EmotionState, SpeechStarted, Status, from_dict
+from serd.publish import Fanout, make_publishers
 from serd.publish.mqtt_pub import MqttPublisher
 from tests.support_mqtt import Listener, Mosquitto, free_port, mosquitto  # noqa: F401
 
@@ -175,6 +177,24 @@ def test_reconnects_after_broker_restart_and_republishes_state(mosquitto):
     assert pub.dropped == 0
 
 
+def test_a_subscriber_arriving_after_a_reconnect_still_gets_the_retained_state(mosquitto):
+    pub = publisher_for(mosquitto, qos=1)
+    probe = Listener(mosquitto.host, mosquitto.port, [BASE + "/state"])
+    pub.publish(changed(label="sad", previous="neutral"))
+    probe.wait_for(BASE + "/state")
+    probe.close()
+    mosquitto.stop()  # persistence off: the broker forgets the retained state
+    mosquitto.start()
+    watcher = Listener(mosquitto.host, mosquitto.port, [BASE + "/available"])
+    watcher.wait_for(BASE + "/available", "online", timeout_s=10.0)  # the publisher is back and has re-published
+    watcher.close()
+    late = Listener(mosquitto.host, mosquitto.port, [BASE + "/state"])
+    topic, payload, retained = late.wait_for(BASE + "/state", timeout_s=2.0)
+    late.close()
+    assert retained is True, "a subscriber arriving later gets the state from the broker's retained copy"
+    assert from_dict(json.loads(payload)).label == "sad"
+
+
 def test_publish_while_broker_down_never_blocks_and_counts(tmp_path):
     config = MqttConfig(enabled=True, host="127.0.0.1", port=free_port(), qos=1)
     pub = MqttPublisher(config, DEVICE, max_queued=5)
@@ -294,3 +314,27 @@ def test_tls_with_missing_ca_file_is_a_config_error(tmp_path):
     config = MqttConfig(enabled=True, tls=True, ca_file=str(tmp_path / "none.crt"))
     with pytest.raises(ConfigError, match="tls"):
         MqttPublisher(config, DEVICE)
+
+
+def test_several_sources_have_a_connection_each_carrying_only_their_own_events(mosquitto):  # noqa: F811
+    config = load_config(overrides={"zmq": {"enabled": "no"}, "source.cabin": {}, "source.rear": {},
+                                    "mqtt": {"enabled": "yes", "host": mosquitto.host, "port": str(mosquitto.port)}})
+    listener = Listener(mosquitto.host, mosquitto.port, ["serd/#"])
+    fanout = Fanout(make_publishers(config))
+    try:
+        assert [p.device for p in fanout.publishers] == ["cabin", "rear"]
+        for device in ("cabin", "rear"):
+            listener.wait_for("serd/%s/available" % device, "online")
+        fanout.publish(dataclasses.replace(started(), device="rear"))
+        fanout.publish(dataclasses.replace(changed(), device="cabin"))
+        messages = listener.drain(0.5)
+        fanout.close()
+        offline = listener.drain(0.5)
+    finally:
+        listener.close()
+    events = [(topic, json.loads(body)["device"]) for topic, body, _ in messages if topic.endswith("/events")]
+    assert sorted(events) == [("serd/cabin/events", "cabin"), ("serd/rear/events", "rear")]
+    states = [(topic, json.loads(body)["device"]) for topic, body, _ in messages if topic.endswith("/state")]
+    assert states == [("serd/cabin/state", "cabin")], "no emotion of cabin reaches rear"
+    assert {(topic, body) for topic, body, _ in offline} >= {("serd/cabin/available", "offline"), ("serd/rear/available", "offline")}
+    assert fanout.dropped_counts("rear") == {"mqtt": 0} and fanout.reconnect_counts() == {"mqtt": 0}
