@@ -1,5 +1,6 @@
 """ZeroMQ publisher with real sockets over ipc:// in tmp_path."""
 
+import dataclasses
 import json
 import os
 import socket
@@ -271,3 +272,19 @@ def test_fanout_survives_a_failing_publisher(tmp_path, context):
     fanout.close(timeout_s=1.0)
     counts = fanout.dropped_counts()
     assert counts["zmq"] == 0 and counts["exploding"] >= 1
+
+
+def test_one_socket_carries_each_event_under_its_own_device(tmp_path, context):
+    endpoint = "ipc://%s/events" % tmp_path
+    config = load_config(overrides={"zmq": {"endpoint": endpoint}, "source.cabin": {}, "source.rear": {"device_id": "back"}})
+    fanout = Fanout(make_publishers(config))
+    assert [p.name for p in fanout.publishers] == ["zmq"]
+    sub = subscriber(context, endpoint)
+    publish_until_heard(fanout, sub, dataclasses.replace(speech_ended(), device="cabin"))
+    drain(sub, quiet_ms=50)
+    for device in ("back", "cabin", "back"):
+        fanout.publish(dataclasses.replace(emotion(), device=device))
+    topics = [topic for topic, _ in drain(sub)]
+    fanout.close()
+    assert topics == [b"serd/back/emotion-changed", b"serd/cabin/emotion-changed", b"serd/back/emotion-changed"]
+    assert fanout.dropped_counts("cabin") == fanout.dropped_counts() == {"zmq": 0}

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Iterable
 
-from serd.config import Config, device_id, zmq_endpoint
+from serd.config import Config, channels, zmq_endpoint
 from serd.events import Event
 from serd.publish.base import DropCounter, Publisher, event_json
 from serd.publish.discovery import DeviceIdentity
@@ -27,14 +27,17 @@ def make_publishers(config: Config, running_zmq: ZmqPublisher | None = None,
 
     running_zmq, a ZeroMQ publisher already bound to the configured endpoint, is kept (its subscribers
     stay connected) and takes the new device id and settings; it is never closed here. identity (the
-    model's labels, name and version) lets the MQTT publisher announce the device to Home Assistant."""
-    device = device_id(config)
+    model's labels, name and version) lets the MQTT publisher announce the device to Home Assistant.
+
+    One ZeroMQ socket and one stdout serve every source (each event names its device); MQTT gets a
+    connection per source's device, since availability is a connection's last will."""
+    devices = [settings.device_id for settings in channels(config)]
     publishers: list[Publisher] = []
     try:
         if config.zmq.enabled:
-            publishers.append(_zmq_publisher(config, device, running_zmq))
+            publishers.append(_zmq_publisher(config, ", ".join(devices), running_zmq))
         if config.mqtt.enabled:
-            publishers.append(MqttPublisher(config.mqtt, device, identity=identity))
+            publishers.extend(MqttPublisher(config.mqtt, device, identity=identity) for device in devices)
         if config.stdout.enabled:
             publishers.append(StdoutPublisher())
     except Exception:
@@ -47,25 +50,33 @@ def _zmq_publisher(config: Config, device: str, running: ZmqPublisher | None) ->
     """The running ZeroMQ publisher if it is bound to the configured endpoint, else a newly bound one."""
     settings = config.zmq
     if running is not None and running.endpoint == zmq_endpoint(config):
-        running.retarget(device, settings.high_water_mark, settings.connect_wait_ms)
+        running.retarget(settings.high_water_mark, settings.connect_wait_ms)
         return running
     return ZmqPublisher(zmq_endpoint(config), device, settings.high_water_mark, connect_wait_ms=settings.connect_wait_ms)
 
 
+def serves(publisher: Publisher, device: str | None) -> bool:
+    """Whether publisher carries device's events: one of a device (MQTT) only its own; None = any device."""
+    own = getattr(publisher, "device", None)
+    return device is None or own is None or own == device
+
+
 class Fanout:
-    """Publishes every event to all publishers; one failing publisher never stops the others."""
+    """Publishes every event to the publishers that carry its device; one failing publisher never stops the others."""
 
     def __init__(self, publishers: Iterable[Publisher]) -> None:
         self.publishers = list(publishers)
-        self._faults = {publisher.name: DropCounter(publisher.name) for publisher in self.publishers}
+        self._faults = {id(publisher): DropCounter(publisher.name) for publisher in self.publishers}
 
     def publish(self, event: Event) -> None:
-        """Hand the event to each publisher."""
+        """Hand the event to each publisher of its device."""
         for publisher in self.publishers:
+            if not serves(publisher, event.device):
+                continue
             try:
                 publisher.publish(event)
             except Exception as exc:  # a publisher bug must not stop the pipeline
-                self._faults[publisher.name].drop("publish raised %s: %s" % (exc.__class__.__name__, exc))
+                self._faults[id(publisher)].drop("publish raised %s: %s" % (exc.__class__.__name__, exc))
 
     def wait_for_subscribers(self) -> None:
         """Let subscribers that waited for a ZeroMQ bind join before events flow (bounded: [zmq] connect_wait_ms)."""
@@ -78,12 +89,21 @@ class Fanout:
         return next((p for p in self.publishers if isinstance(p, ZmqPublisher) and p.endpoint == endpoint), None)
 
     def reconnect_counts(self) -> dict[str, int]:
-        """Reconnections per publisher that reconnects (MQTT)."""
-        return {p.name: p.reconnects for p in self.publishers if hasattr(p, "reconnects")}
+        """Reconnections per publisher name that reconnects (MQTT: summed over the devices' connections)."""
+        counts: dict[str, int] = {}
+        for p in self.publishers:
+            if hasattr(p, "reconnects"):
+                counts[p.name] = counts.get(p.name, 0) + p.reconnects
+        return counts
 
-    def dropped_counts(self) -> dict[str, int]:
-        """Dropped events per publisher name (what status events report)."""
-        return {p.name: p.dropped + self._faults[p.name].count for p in self.publishers}
+    def dropped_counts(self, device: str | None = None) -> dict[str, int]:
+        """Dropped events per publisher name (what status events report): of the publishers carrying device's
+        events, or summed over all of them (None)."""
+        counts: dict[str, int] = {}
+        for p in self.publishers:
+            if serves(p, device):
+                counts[p.name] = counts.get(p.name, 0) + p.dropped + self._faults[id(p)].count
+        return counts
 
     def close(self, timeout_s: float = 2.0, keep: Publisher | None = None) -> None:
         """Close every publisher but `keep` (one a reload goes on using) within one shared deadline."""

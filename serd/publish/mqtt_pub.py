@@ -60,6 +60,7 @@ class MqttPublisher:
 
     def __init__(self, config: MqttConfig, device: str, max_queued: int = MAX_QUEUED_MESSAGES,
                  identity: DeviceIdentity | None = None) -> None:
+        self.device = device  # the one device whose events it carries (the fan-out routes them)
         self.topics = MqttTopics(config.topic_prefix, device)
         self._discovery: list[tuple[str, str]] = []  # Home Assistant entity configs, sent retained on every connect
         self._ha_status = discovery.status_topic(config.discovery_prefix)

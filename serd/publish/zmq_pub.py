@@ -45,6 +45,9 @@ class ZmqPublisher:
     NODROP, which reaches every subscriber but the full ones. ZeroMQ then passes the full subscriber
     by, without telling, until it has read half its queue, so `dropped` is a lower bound of what slow
     subscribers missed: non-zero means some subscriber lost events, not how many.
+
+    Every event goes out under its own device's topic, so one socket serves every source of the daemon;
+    `device` (the devices it was opened for) only names them in the log.
     """
 
     name = "zmq"
@@ -52,7 +55,7 @@ class ZmqPublisher:
     def __init__(self, endpoint: str, device: str, high_water_mark: int, linger_ms: int = 500,
                  connect_wait_ms: int = 0) -> None:
         self.endpoint = endpoint
-        self._device = device
+        self._devices = device
         self._linger_ms = linger_ms
         self._connect_wait_ms = connect_wait_ms
         self._drops = DropCounter(self.name)
@@ -68,10 +71,9 @@ class ZmqPublisher:
         """Events some subscriber missed because its queue was full (a lower bound), or that the closed socket refused."""
         return self._drops.count
 
-    def retarget(self, device: str, high_water_mark: int, connect_wait_ms: int) -> None:
+    def retarget(self, high_water_mark: int, connect_wait_ms: int) -> None:
         """Take a reloaded configuration on the same socket: subscribers stay connected and miss nothing."""
         with self._lock:
-            self._device = device
             self._connect_wait_ms = connect_wait_ms
             if self._socket is not None:
                 self._socket.setsockopt(zmq.SNDHWM, high_water_mark)
@@ -119,12 +121,12 @@ class ZmqPublisher:
             self._ipc_inode = os.stat(ipc_path).st_ino
             with _bound_here_lock:
                 _bound_here[ipc_path] += 1
-        log.info("zmq: publishing on %s", self.endpoint)
+        log.info("zmq: publishing the events of %s on %s", self._devices, self.endpoint)
         return sock
 
     def publish(self, event: Event) -> None:
         """Send [topic, JSON] without blocking; count the event as dropped when it cannot go."""
-        frames = [zmq_topic(self._device, event.type).encode("utf-8"), event_json(event).encode("utf-8")]
+        frames = [zmq_topic(event.device, event.type).encode("utf-8"), event_json(event).encode("utf-8")]
         with self._lock:
             if self._socket is None:
                 self._drops.drop("publisher closed")
