@@ -57,9 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_run(commands) -> None:
     """serd run."""
-    run = commands.add_parser("run", help="listen to a source and publish emotion events (the daemon)")
+    run = commands.add_parser("run", help="listen to a source, or several ([source.NAME] sections), and publish emotion events (the daemon)",
+                              description="Listen to a source and publish emotion events. A config with [source.NAME] "
+                                          "sections listens to each of those sources at once (each its own device id, "
+                                          "VAD and voice estimate; events and topics keyed by device id); --source then "
+                                          "picks one source instead of them.")
     run.add_argument("--config", metavar="FILE", help="INI config file (e.g. /etc/serd/serd.conf); flags override it")
-    run.add_argument("--source", metavar="SRC", help="mic, file:PATH or stdin (raw s16le mono 16 kHz)")
+    run.add_argument("--source", metavar="SRC", help="mic, file:PATH or stdin (raw s16le mono 16 kHz); the only source, "
+                     "even if the config has [source.NAME] sections")
     run.add_argument("--device", metavar="DEV", help="microphone: index or a substring of its name")
     run.add_argument("--realtime", action="store_true", default=None, help="pace a file source at real time")
     run.add_argument("--model", metavar="PATH", help=MODEL_HELP)
@@ -67,7 +72,8 @@ def _add_run(commands) -> None:
     run.add_argument("--no-zmq", action="store_true", help="do not publish on ZeroMQ")
     run.add_argument("--mqtt", metavar="HOST[:PORT]", help="publish to this MQTT broker")
     run.add_argument("--stdout", action="store_true", help="write JSON lines to stdout")
-    run.add_argument("--device-id", metavar="NAME", help="device name in events and topics (default: host name)")
+    run.add_argument("--device-id", metavar="NAME", help="device name in events and topics (default: host name; "
+                     "[source.NAME] sections name their own)")
     run.add_argument("--metrics", metavar="[HOST:]PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics "
                      "(PORT alone: loopback; the [metrics] extra)")
     run.add_argument("--mqtt-forget", action="store_true",
@@ -229,14 +235,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def forget_home_assistant(config) -> int:
     """serd run --mqtt-forget: clear the device's Home Assistant entity configs on the broker."""
-    from serd.config import device_id
+    from serd.config import channels
     from serd.publish.mqtt_pub import forget_discovery
 
     if not config.mqtt.enabled:
         raise SerdError("--mqtt-forget needs a broker: [mqtt] enabled = yes or --mqtt HOST[:PORT]")
-    topics = forget_discovery(config.mqtt, device_id(config))
-    print("removed %d Home Assistant entities of device %s from %s:%d (%s)"
-          % (len(topics), device_id(config), config.mqtt.host, config.mqtt.port, config.mqtt.discovery_prefix))
+    for device in [settings.device_id for settings in channels(config)]:  # every source's device ([source.NAME])
+        topics = forget_discovery(config.mqtt, device)
+        print("removed %d Home Assistant entities of device %s from %s:%d (%s)"
+              % (len(topics), device, config.mqtt.host, config.mqtt.port, config.mqtt.discovery_prefix))
     return 0
 
 

@@ -1,31 +1,27 @@
-"""The live daemon: capture thread -> ring buffer -> pipeline -> publishers; signals, reload, sd_notify."""
+"""The live daemon: its channels (capture thread -> ring buffer -> pipeline, one per source) on one processing
+loop -> publishers; signals, reload, sd_notify."""
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
-from dataclasses import replace
 from typing import Any
 
-from serd.capture import make_source
 from serd import __version__
-from serd.config import Config, device_id, load_config, metrics_address, zmq_endpoint
+from serd.channel import SAMPLE_RATE_HZ, Channel
+from serd.config import ChannelConfig, Config, channels, load_config, metrics_address, zmq_endpoint
 from serd.errors import SerdError
-from serd.events import Event, Status
+from serd.events import Event
 from serd.model import WindowModel, load_model
-from serd.pipeline import Pipeline
 from serd.prometheus import DaemonCounters
 from serd.publish import DeviceIdentity, Fanout, make_publishers
-from serd.ringbuffer import RingBuffer
 from serd.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE_HZ = 16000
 LOOP_WAIT_S = 0.1
-BACKPRESSURE_SLEEP_S = 0.002
-SOURCE_RETRY_MAX_S = 30.0
 STOP_EXTEND_USEC = 10_000_000
 EXIT_OK, EXIT_FAILURE, EXIT_INTERRUPTED = 0, 1, 2
 
@@ -36,41 +32,49 @@ def identity(model: WindowModel) -> DeviceIdentity:
 
 
 class Daemon:
-    """Runs one source through the pipeline until a signal or the end of a finite source."""
+    """Runs its sources (one, or the [source.NAME] sections) through one processing loop until a signal, or until
+    every source has ended (only files and stdin end)."""
 
     def __init__(self, config: Config, config_path: str | None = None, overrides: dict[str, dict[str, Any]] | None = None):
         self.config = config
         self._config_path = config_path
         self._overrides = overrides or {}
         self.notifier = Notifier()
-        self.ring = RingBuffer(int(config.source.ring_s * SAMPLE_RATE_HZ))
         self.model: WindowModel = load_model(config.model.path)
-        self.pipeline = Pipeline.from_config(self.ring, self.model, config, device_id(config))
+        self._wake = threading.Event()  # set by every channel's capture when audio arrives
+        self.channels = [self._channel(settings, self.model, config) for settings in channels(config)]
         self.publishers = Fanout(make_publishers(config, identity=identity(self.model)))
-        self.source = None
         self.web = None  # serd web in process, when [web] listen is set (serd.web.embedded.EmbeddedWeb)
         self.metrics = None  # Prometheus metrics, when [metrics] listen is set (serd.prometheus.MetricsExporter)
-        self._source_reopened = 0
         self._exit_code: int | None = None
         self._reload_requested = False
         self._ready = False
-        self._retry_at = 0.0
-        self._retry_delay_s = 1.0
         self._last_status_s = 0.0
-        self._last_ping = (0.0, -1)  # (monotonic time, ring end index) of the last watchdog ping
+        self._last_ping = (0.0, {})  # (monotonic time, ring end index by channel) of the last watchdog ping
+
+    def _channel(self, settings: ChannelConfig, model: WindowModel, config: Config) -> Channel:
+        """A channel whose status events report the publishers' drops and whose writers stop with the daemon."""
+        return Channel(settings, model, config.smoothing, self._wake, lambda device: self.publishers.dropped_counts(device),
+                       lambda: self._exit_code is not None)
+
+    @property
+    def several(self) -> bool:
+        """Whether the sources are [source.NAME] sections (status messages then say what happened to each)."""
+        return bool(self.config.sources)
 
     def run(self) -> int:
         """Serve until stopped; returns the process exit code."""
         self._install_signals()
         self._wait_for_subscribers()
         self._last_status_s = time.monotonic()
-        self._publish([self._status("starting", "model %s" % self.model.card.name)])
+        self._publish_status("starting", "model %s" % self.model.card.name)
         self._start_web()
         self._start_metrics()
         try:
-            self._open_source()
+            self._open_sources()
             while self._exit_code is None:
-                self.ring.wait_for(self.pipeline.consumed_index, LOOP_WAIT_S)
+                self._wake.wait(LOOP_WAIT_S)
+                self._wake.clear()
                 self._step()
         finally:
             self._shutdown()
@@ -92,8 +96,9 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: self.request_reload())
 
     def _wait_for_subscribers(self) -> None:
-        """A file or stdin source starts only once waiting subscribers have joined (bounded); a microphone never waits."""
-        if self.config.source.source != "mic":
+        """With a file or stdin source, audio is read only once waiting subscribers have joined (bounded); with
+        microphones alone it never waits."""
+        if any(channel.finite for channel in self.channels):
             self.publishers.wait_for_subscribers()
 
     def _start_web(self) -> None:
@@ -108,7 +113,7 @@ class Daemon:
             self.web = web
         except Exception as exc:  # the web view is optional: no failure of it may stop the daemon
             log.error("web: %s", exc)
-            self._publish([self._status("error", "web: %s" % exc)])
+            self._publish_status("error", "web: %s" % exc)
 
     def _start_metrics(self) -> None:
         """With [metrics] listen, serve Prometheus metrics; if that fails, an error status and the daemon goes on."""
@@ -124,135 +129,91 @@ class Daemon:
             self.metrics = exporter
         except Exception as exc:  # metrics are optional: no failure of them may stop the daemon
             log.error("metrics: %s", exc)
-            self._publish([self._status("error", str(exc) if str(exc).startswith("metrics") else "metrics: %s" % exc)])
+            self._publish_status("error", str(exc) if str(exc).startswith("metrics") else "metrics: %s" % exc)
 
     def _counters(self) -> DaemonCounters:
-        """The daemon's own counters, for a metrics scrape (read from the server's thread)."""
-        source = self.source
-        return DaemonCounters(audio_s=self.ring.end_index / SAMPLE_RATE_HZ, overruns=source.overruns if source is not None else 0,
-                              lost_samples=self.pipeline.frontend.lost_samples, dropped=self.publishers.dropped_counts(),
-                              reconnects=dict(self.publishers.reconnect_counts(), source=self._source_reopened))
+        """The daemon's own counters, summed over its sources, for a metrics scrape (read from the server's thread)."""
+        present = list(self.channels)
+        return DaemonCounters(audio_s=sum(c.ring.end_index for c in present) / SAMPLE_RATE_HZ,
+                              overruns=sum(c.source.overruns for c in present if c.source is not None),
+                              lost_samples=sum(c.pipeline.frontend.lost_samples for c in present),
+                              dropped=self.publishers.dropped_counts(),
+                              reconnects=dict(self.publishers.reconnect_counts(), source=sum(c.reopened for c in present)))
+
+    def _open_sources(self) -> None:
+        """Open every source at start; if one cannot be opened, say why in its error status, then stop (exit 1), but
+        among [source.NAME] sections a microphone is retried while the other sources go on."""
+        for channel in self.channels:
+            try:
+                channel.open()
+            except SerdError as exc:
+                self._publish([channel.status("error", "cannot open source: %s" % exc)])
+                if self.several and not channel.finite:
+                    channel.retry_later()
+                    continue
+                self._exit_code = EXIT_FAILURE
+                raise
 
     def _step(self) -> None:
-        """One turn of the loop: process new audio, then housekeeping."""
-        self._publish(self.pipeline.process())
-        if self.metrics is not None:
-            self.metrics.observe_hops(self.pipeline)
-        if not self._ready and self.pipeline.consumed_index > 0:
+        """One turn of the loop: process new audio of every source, then housekeeping."""
+        for channel in self.channels:
+            self._publish(channel.process())
+            if self.metrics is not None:
+                self.metrics.observe_hops(channel.pipeline)
+        if not self._ready and any(channel.ready for channel in self.channels):
             self._ready = True
             self.notifier.ready()
-            self._publish([self._status("running", "listening on %s" % self.source.name)])
         self._watchdog()
         self._periodic_status()
         if self._reload_requested:
             self._reload_requested = False
             self._reload()
-        self._check_source()
+        self._check_sources()
 
-    def _open_source(self) -> None:
-        """Open the source at start; if it cannot be opened, say why in an error status (then stop, exit 1)."""
-        try:
-            self._start_source()
-        except SerdError as exc:
-            self._publish([self._status("error", "cannot open source: %s" % exc)])
-            self._exit_code = EXIT_FAILURE
-            raise
-
-    def _start_source(self) -> None:
-        """Open the configured source; a live source that fails is retried with backoff."""
-        source = make_source(self.config.source)
-        source.start(self.ring.write if source.live else self._write_with_backpressure)
-        self.source = source
-        log.info("source %s started", self.source.name)
-
-    def _write_with_backpressure(self, samples) -> None:
-        """For sources that can wait (fast file, stdin): never overwrite audio not yet processed."""
-        while self._exit_code is None and self.ring.end_index + len(samples) - self.pipeline.frontend.released_index > self.ring.capacity_samples:
-            time.sleep(BACKPRESSURE_SLEEP_S)
-        self.ring.write(samples)
-
-    def _check_source(self) -> None:
-        """Handle a source that ended or failed."""
-        if self.source is None:
-            if time.monotonic() >= self._retry_at:
-                self._retry_source()
-            return
-        if not self.source.done.is_set():
-            return
-        error = self.source.error
-        if error is None and (not self.source.live or self.config.source.source.startswith("file:")):
-            log.info("source %s ended", self.source.name)
-            self._drain()
-            self.request_stop(EXIT_OK)
-            return
-        message = str(error) if error is not None else "source ended"
-        log.error("source %s failed: %s", self.source.name, message)
-        self._publish([self._status("error", message)])
-        self.source.stop()
-        if self.config.source.source.startswith("file:") or self.config.source.source == "stdin":
-            self._drain()
-            self.request_stop(EXIT_FAILURE)
-            return
-        self.source = None
-        self._retry_at = time.monotonic() + self._retry_delay_s
-        log.info("retrying the microphone in %.0f s", self._retry_delay_s)
-        self._retry_delay_s = min(self._retry_delay_s * 2, SOURCE_RETRY_MAX_S)
-
-    def _retry_source(self) -> None:
-        """Try to open the source again after a failure."""
-        try:
-            self._start_source()
-            self._retry_delay_s = 1.0
-            self._source_reopened += 1
-            self._publish([self._status("running", "source %s reopened" % self.source.name)])
-        except SerdError as exc:
-            log.error("cannot reopen source: %s", exc)
-            self._retry_at = time.monotonic() + self._retry_delay_s
-            self._retry_delay_s = min(self._retry_delay_s * 2, SOURCE_RETRY_MAX_S)
-
-    def _drain(self) -> None:
-        """Process everything left in the ring and close open speech."""
-        self._publish(self.pipeline.process())
-        self._publish(self.pipeline.flush())
+    def _check_sources(self) -> None:
+        """Sources that ended or failed; a microphone is retried, the others go on; stop once every source has ended."""
+        listening = [channel for channel in self.channels if not channel.finished]
+        for channel in listening:
+            self._publish(channel.poll_source())
+        if all(channel.finished for channel in self.channels):
+            self.request_stop(EXIT_FAILURE if any(channel.failed for channel in self.channels) else EXIT_OK)
+        elif self.several:
+            for channel in [channel for channel in listening if channel.finished]:
+                self._publish([channel.status("stopping", "source %s; the other sources go on"
+                                              % ("failed" if channel.failed else "ended"))])
 
     def _watchdog(self) -> None:
-        """Ping systemd's watchdog only while captured audio advances."""
+        """Ping systemd's watchdog only while captured audio advances, of any source."""
         interval_s = self.notifier.watchdog_interval_s
         if interval_s is None:
             return
-        now_s, end_index = time.monotonic(), self.ring.end_index
-        last_s, last_index = self._last_ping
-        if now_s - last_s >= interval_s and end_index > last_index:
+        now_s, ends = time.monotonic(), {id(channel): channel.ring.end_index for channel in self.channels}
+        last_s, last_ends = self._last_ping
+        if now_s - last_s >= interval_s and any(end > last_ends.get(key, -1) for key, end in ends.items()):
             self.notifier.watchdog()
-            self._last_ping = (now_s, end_index)
+            self._last_ping = (now_s, ends)
 
     def _periodic_status(self) -> None:
-        """A status event (and the systemd STATUS line) every status_interval_s."""
+        """A status event of every source still listening (and the systemd STATUS line) every status_interval_s."""
         now_s = time.monotonic()
         if now_s - self._last_status_s < self.config.daemon.status_interval_s:
             return
         self._last_status_s = now_s
-        status = self._status("running" if self.source is not None else "error", "")
-        self.notifier.status(
-            "%s: %.0f s of audio, %d speech segments, emotion %s"
-            % (self.source.name if self.source else "no source", status.audio_s, self.pipeline.frontend.segment_id, self.pipeline.smoother.label)
-        )
-        self._publish([status])
+        lines = []
+        for channel in self.channels:
+            if channel.finished:
+                continue
+            status = channel.status("running" if channel.source is not None else "error", "")
+            line = "%s: %.0f s of audio, %d speech segments, emotion %s" % (
+                channel.source.name if channel.source else "no source", status.audio_s,
+                channel.pipeline.frontend.segment_id, channel.pipeline.smoother.label)
+            lines.append("%s %s" % (channel.device, line) if self.several else line)
+            self._publish([status])
+        self.notifier.status("; ".join(lines))
 
-    def _status(self, state: str, message: str) -> Status:
-        """A status event with the current counters."""
-        return Status(
-            device=device_id(self.config),
-            stream_time_s=round(self.ring.end_index / SAMPLE_RATE_HZ, 4),
-            wall_time_s=round(time.time(), 4),
-            state=state,
-            message=message,
-            audio_s=round(self.ring.end_index / SAMPLE_RATE_HZ, 3),
-            overruns=self.source.overruns if self.source is not None else 0,
-            lost_samples=self.pipeline.frontend.lost_samples,
-            dropped=self.publishers.dropped_counts(),
-            speaker_speech_s=round(self.pipeline.speaker_speech_s, 1),
-        )
+    def _publish_status(self, state: str, message: str) -> None:
+        """The same status of every source, each under its own device."""
+        self._publish([channel.status(state, message) for channel in self.channels])
 
     def _publish(self, events: list[Event]) -> None:
         """Hand events to every publisher (none of them blocks)."""
@@ -272,30 +233,47 @@ class Daemon:
             self._apply(new)
         except SerdError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
-            self._publish([self._status("error", "reload failed: %s" % exc)])
+            self._publish_status("error", "reload failed: %s" % exc)
         except Exception as exc:  # a reload must never kill a running daemon; the old pipeline keeps serving
             log.error("reload failed, keeping the running configuration: %s: %s", type(exc).__name__, exc)
-            self._publish([self._status("error", "reload failed: %s: %s" % (type(exc).__name__, exc))])
+            self._publish_status("error", "reload failed: %s: %s" % (type(exc).__name__, exc))
         self.notifier.ready()
 
     def _apply(self, new: Config) -> None:
-        """Swap in what changed: model, pipeline settings, publishers, source."""
+        """Swap in what changed: model, each source's pipeline and source, publishers; sources added or removed."""
         old = self.config
         model = load_model(new.model.path) if new.model != old.model else self.model
-        rebuild = (model, new.vad, new.smoothing, device_id(new)) != (self.model, old.vad, old.smoothing, device_id(old))
-        if rebuild:
-            self._drain()  # open speech ends under the running device id, on the running publishers
-        if (new.zmq, new.mqtt, new.stdout, device_id(new)) != (old.zmq, old.mqtt, old.stdout, device_id(old)) or (
-                new.mqtt.enabled and identity(model) != identity(self.model)):
+        wanted = {settings.name: settings for settings in channels(new)}
+        running = {channel.settings.name: channel for channel in self.channels}
+        rebuilt = {name for name, channel in running.items()
+                   if name in wanted and _needs_rebuild(channel.settings, wanted[name], model is not self.model or new.smoothing != old.smoothing)}
+        for name in rebuilt:
+            self._publish(running[name].drain())  # open speech ends under the running device id, on the running publishers
+        for name in set(running) - set(wanted):
+            self._remove(running[name])
+        if _publishing(new) != _publishing(old) or (new.mqtt.enabled and identity(model) != identity(self.model)):
             self._swap_publishers(new, old, model)
         logging.getLogger().setLevel(new.daemon.log_level.upper())
-        if rebuild:
-            self.pipeline = Pipeline.from_config(self.ring, model, new, device_id(new), self.pipeline.consumed_index)
+        outcomes = {}
+        for name, settings in wanted.items():
+            if name in running:
+                reopened = running[name].reconfigure(settings, model, new.smoothing, name in rebuilt)
+                outcomes[name] = _outcome(name in rebuilt, reopened)
+            else:
+                running[name] = self._channel(settings, model, new)  # its source opens at the next check
+                outcomes[name] = "added"
+        self.channels = [running[name] for name in wanted]
         self.model, self.config = model, new
-        if replace(new.source, ring_s=old.source.ring_s) != old.source:
-            self._restart_source()
         log.info("configuration reloaded")
-        self._publish([self._status("running", "configuration reloaded")])
+        for channel in self.channels:
+            suffix = ": %s" % outcomes[channel.settings.name] if self.several else ""
+            self._publish([channel.status("running", "configuration reloaded" + suffix)])
+
+    def _remove(self, channel: Channel) -> None:
+        """A source the reloaded configuration no longer has: stop it, flush its speech, say goodbye."""
+        channel.stop()
+        self._publish(channel.drain() + [channel.status("stopping", "source removed by a reload")])
+        log.info("source %s removed", channel.device)
 
     def _swap_publishers(self, new: Config, old: Config, model: WindowModel) -> None:
         """Keep the ZeroMQ socket when its endpoint stays (subscribers stay connected); close the other old
@@ -311,27 +289,36 @@ class Daemon:
         finally:
             self._wait_for_subscribers()
 
-    def _restart_source(self) -> None:
-        """Stop the current source and open the newly configured one."""
-        if self.source is not None:
-            self.source.stop()
-        self.source = None
-        self._retry_at = 0.0
-        self._retry_delay_s = 1.0
-
     def _shutdown(self) -> None:
         """Stop capture, flush speech, say goodbye on every publisher."""
         self.notifier.stopping(STOP_EXTEND_USEC)
-        if self.source is not None:
-            self.source.stop()
-        try:
-            self._drain()
-        except SerdError as exc:
-            log.error("while draining: %s", exc)
-        self._publish([self._status("stopping", "exit %d" % (self._exit_code or 0))])
+        for channel in self.channels:
+            channel.stop()
+        for channel in self.channels:
+            try:
+                self._publish(channel.drain())
+            except SerdError as exc:
+                log.error("while draining: %s", exc)
+        self._publish_status("stopping", "exit %d" % (self._exit_code or 0))
         self.publishers.close()
         if self.web is not None:
             self.web.stop()
         if self.metrics is not None:
             self.metrics.stop()
         log.info("stopped")
+
+
+def _needs_rebuild(old: ChannelConfig, new: ChannelConfig, shared_changed: bool) -> bool:
+    """A source's pipeline is rebuilt when the model or smoothing changed, or its VAD, device id or voice memory."""
+    return shared_changed or (old.vad, old.device_id, old.speaker_memory_s) != (new.vad, new.device_id, new.speaker_memory_s)
+
+
+def _publishing(config: Config) -> tuple:
+    """What the publishers are made of: their sections and the devices they announce."""
+    return config.zmq, config.mqtt, config.stdout, tuple(settings.device_id for settings in channels(config))
+
+
+def _outcome(rebuilt: bool, reopened: bool) -> str:
+    """What a reload did to a source, for its status message."""
+    done = [what for what, did in (("pipeline rebuilt", rebuilt), ("source reopened", reopened)) if did]
+    return ", ".join(done) or "unchanged"

@@ -9,6 +9,7 @@ is counted as it passes, from the daemon's thread.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
@@ -78,8 +79,7 @@ class MetricsExporter:
         self._probability = Gauge("%s_emotion_probability" % NAMESPACE, "Current smoothed probability of each label "
                                   "(0 during silence)", ["label"], registry=self.registry)
         self._labels_seen: set[str] = set()
-        self._pipeline = None
-        self._hops_seen = 0
+        self._hops_seen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hops observed, by pipeline
         self._server = None
         self._thread = None
 
@@ -115,11 +115,10 @@ class MetricsExporter:
                 self._probability.labels(label).set(probability)
 
     def observe_hops(self, pipeline) -> None:
-        """Observe the hops a pipeline made since the last call (a rebuilt pipeline starts a new count)."""
-        if pipeline is not self._pipeline:
-            self._pipeline, self._hops_seen = pipeline, 0
-        new = pipeline.hops_total - self._hops_seen
-        self._hops_seen = pipeline.hops_total
+        """Observe the hops a pipeline made since its last call (a new pipeline starts a new count; one each source)."""
+        seen = self._hops_seen.get(pipeline, 0)
+        new = pipeline.hops_total - seen
+        self._hops_seen[pipeline] = pipeline.hops_total
         if new > 0:
             for seconds in list(pipeline.hop_times_s)[-new:]:
                 self._hops.observe(seconds)

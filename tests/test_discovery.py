@@ -165,3 +165,27 @@ def test_mqtt_forget_without_a_broker_is_one_line():
     assert result.returncode == 1
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "cannot connect to MQTT broker 127.0.0.1" in lines[0]
+
+
+def test_mqtt_forget_removes_the_entities_of_every_source(tmp_path, mosquitto, publishers):  # noqa: F811
+    for device in ("cabin", "rear"):
+        publishers.append(MqttPublisher(MqttConfig(enabled=True, host=mosquitto.host, port=mosquitto.port), device,
+                                        identity=IDENTITY))
+    for device in ("cabin", "rear"):
+        probe = Listener(mosquitto.host, mosquitto.port, ["%s/sensor/%s/emotion/config" % (PREFIX, node_id(device))])
+        probe.wait_for("%s/sensor/%s/emotion/config" % (PREFIX, node_id(device)))
+        probe.close()
+    for publisher in publishers:
+        publisher.close(timeout_s=1.0)
+    publishers.clear()
+    config = tmp_path / "serd.conf"
+    config.write_text("[source.cabin]\n[source.rear]\n")
+    result = serd("run", "--config", config, "--mqtt", "%s:%d" % (mosquitto.host, mosquitto.port), "--mqtt-forget", text=True)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(" from ")[0] for line in result.stdout.splitlines()] == [
+        "removed 6 Home Assistant entities of device cabin", "removed 6 Home Assistant entities of device rear"]
+    after = Listener(mosquitto.host, mosquitto.port, [PREFIX + "/#"])
+    try:
+        assert [m for m in after.drain(0.5) if m[1]] == [], "no retained config of either device is left"
+    finally:
+        after.close()
