@@ -83,11 +83,16 @@ def _protocol_section(results: dict, chosen: str) -> str:
             "- **Speaker-grouped 5-fold CV of the pooled corpora**: no speaker in both training and test; scored per corpus "
             "as above.\n- Every figure is of the int8 model, clip label = argmax of the mean window posterior, clips "
             "without speech counted as wrong.\n- Recipes tried on these folds: **%d** (LOCO mean UAR restricted: %s); the "
-            "shipped one is `%s`, the one with the higher LOCO mean. Each recipe was fixed before its LOCO run: the first from "
-            "earlier RAVDESS-only measurements (model-notes: per-window normalisation and breadth generalise; distillation "
-            "and speaker centring did not cross corpora), the second from the first's speaker-CV sign of under-fitting. "
-            "Choosing the better of %d on the same five folds flatters the chosen figure a little; a corpus none of "
-            "them saw would tell the true one.\n" % (len(recipes), "; ".join(tried), chosen, len(recipes)))
+            "shipped one is `%s`, the one with the highest LOCO mean. Each recipe was fixed before its LOCO run, for the "
+            "reason it states (the first from earlier RAVDESS-only measurements: per-window normalisation and breadth "
+            "generalise, distillation and speaker centring did not cross corpora):\n%s\n"
+            "Choosing the best of %d on the same five folds flatters the chosen figure a little; a corpus none of "
+            "them saw would tell the true one.\n" % (len(recipes), "; ".join(tried), chosen, _reasons(recipes), len(recipes)))
+
+
+def _reasons(recipes: dict) -> str:
+    """One line per recipe tried: its name and the description it was fixed with."""
+    return "\n".join("  - `%s`: %s" % (name, entry.get("description", "")) for name, entry in recipes.items())
 
 
 def _loco_section(entry: dict | None) -> str:
