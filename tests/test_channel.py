@@ -111,13 +111,13 @@ def test_a_failing_microphone_is_retried_while_the_other_source_goes_on(tmp_path
 def test_reload_rebuilds_the_changed_source_and_says_so(tmp_path, ravdess_clip):
     config = tmp_path / "reload.conf"
     sections = "[source.a]\nsource = file:%s\nrealtime = yes\n[source.b]\nsource = file:%s\nrealtime = yes\n" % (ravdess_clip, ravdess_clip)
-    config.write_text(sections)
+    config.write_text(sections + "[source.d]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip)
     endpoint = "ipc://%s/events" % tmp_path
     sub = Subscriber(endpoint)
     process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--zmq", endpoint],
                                stderr=subprocess.PIPE, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     try:
-        for device in ("a", "b"):
+        for device in ("a", "b", "d"):
             sub.wait_for(lambda e: e.type == "status" and e.state == "running" and e.device == device, "running " + device)
         config.write_text(sections + "aggressiveness = 3\n[source.c]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip)
         process.send_signal(signal.SIGHUP)
@@ -133,6 +133,8 @@ def test_reload_rebuilds_the_changed_source_and_says_so(tmp_path, ravdess_clip):
         sub.close()
     assert reloaded == {"a": "configuration reloaded: unchanged", "b": "configuration reloaded: pipeline rebuilt",
                         "c": "configuration reloaded: added"}
+    removed = [e for _, e in sub.seen if e.device == "d" and e.type == "status" and e.state == "stopping"]
+    assert [e.message for e in removed] == ["source removed by a reload"], "d says goodbye once, at the reload"
     assert "Traceback" not in process.stderr.read().decode()
 
 
