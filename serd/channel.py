@@ -162,12 +162,16 @@ class Channel:
         if rebuild:
             self.pipeline = self._new_pipeline(model, smoothing, self.pipeline.consumed_index)
         if restart:
-            self.stop()
-            self.source = None
-            self.finished = self.failed = False
-            self._retry_at_s = 0.0
-            self._retry_delay_s = RETRY_FIRST_S
+            self.restart()
         return restart
+
+    def restart(self) -> None:
+        """Stop the source; it is opened again at the next poll."""
+        self.stop()
+        self.source = None
+        self.finished = self.failed = False
+        self._retry_at_s = 0.0
+        self._retry_delay_s = RETRY_FIRST_S
 
     def stop(self) -> None:
         """Stop capture (the ring and pipeline stay for a last drain)."""

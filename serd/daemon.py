@@ -247,33 +247,35 @@ class Daemon:
         running = {channel.settings.name: channel for channel in self.channels}
         rebuilt = {name for name, channel in running.items()
                    if name in wanted and _needs_rebuild(channel.settings, wanted[name], model is not self.model or new.smoothing != old.smoothing)}
+        added = {name: self._channel(settings, model, new) for name, settings in wanted.items() if name not in running}
         for name in rebuilt:
             self._publish(running[name].drain())  # open speech ends under the running device id, on the running publishers
-        for name in set(running) - set(wanted):
-            self._remove(running[name])
+        removed = [self._remove(running[name]) for name in running if name not in wanted]  # said on their own publishers
         if _publishing(new) != _publishing(old) or (new.mqtt.enabled and identity(model) != identity(self.model)):
-            self._swap_publishers(new, old, model)
+            try:
+                self._swap_publishers(new, old, model)
+            except SerdError:
+                for channel in removed:  # the running configuration stays: so do its sources
+                    channel.restart()
+                raise
         logging.getLogger().setLevel(new.daemon.log_level.upper())
-        outcomes = {}
-        for name, settings in wanted.items():
-            if name in running:
-                reopened = running[name].reconfigure(settings, model, new.smoothing, name in rebuilt)
-                outcomes[name] = _outcome(name in rebuilt, reopened)
-            else:
-                running[name] = self._channel(settings, model, new)  # its source opens at the next check
-                outcomes[name] = "added"
-        self.channels = [running[name] for name in wanted]
+        outcomes = {name: "added" for name in added}  # their sources open at the next check
+        for name, channel in running.items():
+            if name in wanted:
+                outcomes[name] = _outcome(name in rebuilt, channel.reconfigure(wanted[name], model, new.smoothing, name in rebuilt))
+        self.channels = [running.get(name) or added[name] for name in wanted]
         self.model, self.config = model, new
         log.info("configuration reloaded")
         for channel in self.channels:
             suffix = ": %s" % outcomes[channel.settings.name] if self.several else ""
             self._publish([channel.status("running", "configuration reloaded" + suffix)])
 
-    def _remove(self, channel: Channel) -> None:
+    def _remove(self, channel: Channel) -> Channel:
         """A source the reloaded configuration no longer has: stop it, flush its speech, say goodbye."""
         channel.stop()
         self._publish(channel.drain() + [channel.status("stopping", "source removed by a reload")])
         log.info("source %s removed", channel.device)
+        return channel
 
     def _swap_publishers(self, new: Config, old: Config, model: WindowModel) -> None:
         """Keep the ZeroMQ socket when its endpoint stays (subscribers stay connected); close the other old

@@ -158,3 +158,28 @@ def test_check_config_names_the_bad_section_and_key_in_one_line(tmp_path):
     config.write_text("[source.cabin]\nsource = file:/nonexistent/cabin.wav\n")
     result = serd("check-config", config, text=True)
     assert result.stderr == "serd: error: [source.cabin] source: /nonexistent/cabin.wav: no such file\n"
+
+
+def test_a_reload_that_fails_keeps_the_source_it_would_have_removed(tmp_path, ravdess_clip):
+    not_a_socket = tmp_path / "events-file"
+    not_a_socket.write_text("")
+    sections = "[source.a]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip
+    config = tmp_path / "reload.conf"
+    config.write_text("[zmq]\nenabled = no\n" + sections + "[source.d]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip)
+    process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--stdout"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    try:
+        time.sleep(2.5)  # both sources play; the model is loaded
+        config.write_text("[zmq]\nendpoint = ipc://%s\n" % not_a_socket + sections)
+        process.send_signal(signal.SIGHUP)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert "reload failed, keeping the running configuration: [zmq] endpoint:" in err.decode()
+    d = [from_dict(json.loads(line)) for line in out.splitlines() if json.loads(line)["device"] == "d"]
+    messages = [e.message for e in d if e.type == "status"]
+    assert messages.index("source removed by a reload") < next(i for i, m in enumerate(messages) if m.startswith("reload failed"))
+    assert messages[-1] == "exit 0" and any(m.endswith("reopened") for m in messages), "d is opened again and ends with the others"
