@@ -335,7 +335,7 @@ def validate(config: Config) -> None:
     endpoint = config.zmq.endpoint
     if endpoint and not endpoint.startswith(("ipc://", "tcp://")):
         raise ConfigError("[zmq] endpoint: %r must start with ipc:// or tcp://" % endpoint)
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for channel in config.sources:
         _validate_channel(channel, seen)
 
@@ -346,9 +346,9 @@ def _check_source_form(section: str, source: str) -> None:
         raise ConfigError("[%s] source: %r must be mic, stdin or file:PATH" % (section, source))
 
 
-def _validate_channel(channel: ChannelConfig, seen: dict[str, str]) -> None:
+def _validate_channel(channel: ChannelConfig, seen: dict[tuple[str, str], str]) -> None:
     """A [source.NAME] section's values by the rules of [source], [vad] and [model]; its device id and stdin
-    used once among the sections seen (device id or "stdin" -> section)."""
+    used once among the sections seen ((key, value) -> section)."""
     section = SOURCE_SECTION_PREFIX + channel.name
     parts = {"source": channel.source, "vad": channel.vad, "model": ChannelKeys(speaker_memory_s=channel.speaker_memory_s)}
     for part, key, check, reason in RULES:
@@ -358,10 +358,10 @@ def _validate_channel(channel: ChannelConfig, seen: dict[str, str]) -> None:
     if any(mark in channel.device_id for mark in DEVICE_ID_UNSAFE):
         raise ConfigError("[%s] device_id: %r cannot hold / + or # (it is a topic level)" % (section, channel.device_id))
     for key, used in (("device_id", channel.device_id), ("source", "stdin" if channel.source.source == "stdin" else "")):
-        if used in seen:
-            raise ConfigError("[%s] %s: %r is also [%s]'s (each source needs its own)" % (section, key, used, seen[used]))
+        if (key, used) in seen:
+            raise ConfigError("[%s] %s: %r is also [%s]'s (each source needs its own)" % (section, key, used, seen[key, used]))
         if used:
-            seen[used] = section
+            seen[key, used] = section
 
 
 def runtime_dir() -> Path:

@@ -360,3 +360,8 @@ def test_example_config_shows_source_sections_with_their_own_keys_documented(tmp
     for f in dataclasses.fields(ChannelKeys):
         index = next(i for i, line in enumerate(example) if line.startswith("# %s = " % f.name))
         assert example[index - 1] == "# # " + f.metadata["doc"], f.name
+
+
+def test_a_device_named_stdin_beside_a_stdin_source_is_fine():
+    config = load_config(overrides={"source.a": {"device_id": "stdin"}, "source.b": {"source": "stdin"}})
+    assert [(c.device_id, c.source.source) for c in config.sources] == [("stdin", "mic"), ("b", "stdin")]
