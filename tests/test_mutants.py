@@ -27,6 +27,18 @@ def test_survivors_inside_annotations_are_equivalent_and_the_others_listed():
         6, 1, 1, 3, 1)
     assert entry["survivors"] == [{"line": 6, "operator": "core/ReplaceBinaryOperator_BitOr_Add", "occurrence": 0}]
     assert entry["kill_rate"] == 2 / 3, "killed and timed out over the mutants that are not equivalent"
+    known = {"m.py": [{"line": 6, "operator": "core/ReplaceBinaryOperator_BitOr_Add", "occurrence": 0, "reason": "x"}]}
+    listed = mutants.summarise("m.py", ("tests/t.py",), "\n".join(lines), 1.0, 10.0, SOURCE, known)
+    assert (listed["survived"], listed["equivalent_known"], listed["survivors"], listed["kill_rate"]) == (0, 1, [], 1.0)
+
+
+def test_every_equivalent_listed_by_hand_gives_its_reason():
+    listed = json.loads(mutants.EQUIVALENT.read_text())
+    for module, entries in listed.items():
+        if module == "about":
+            continue
+        assert module in mutants.MODULE_TESTS
+        assert all(set(e) == {"line", "operator", "occurrence", "reason"} and e["reason"] for e in entries), module
 
 
 def test_every_stage_module_named_has_tests_that_exist():

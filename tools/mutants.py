@@ -25,6 +25,7 @@ log = logging.getLogger("tools.mutants")
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 RESULTS = REPO_DIR / "docs" / "mutants.json"
+EQUIVALENT = REPO_DIR / "docs" / "mutants_equivalent.json"  # survivors shown equivalent by hand, with the reason
 WORK_DIR = REPO_DIR / ".cache" / "mutants"
 TIMEOUT_FACTOR = 3.0  # a mutant whose tests run longer than this many baselines (plus 10 s) has timed out
 PYTEST = "python -m pytest -x -q -p no:cacheprovider"
@@ -61,12 +62,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--module", action="append", help="only this module (repeatable), e.g. serd/smoothing.py")
     parser.add_argument("--jobs", type=int, default=2, help="modules mutated at once (each in its own copy)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results JSON (default: docs/mutants.json)")
+    parser.add_argument("--rescore", action="store_true", help="recount the modules' last sessions (in .cache/mutants) "
+                        "without running them, e.g. after listing an equivalent mutant")
     return parser.parse_args(argv)
 
 
 def copy_tree(module: str) -> Path:
     """A fresh copy of the committed tree (git archive of HEAD) for one module's mutants."""
-    tree = WORK_DIR / module.replace("/", "_").replace(".py", "")
+    tree = tree_of(module)
     shutil.rmtree(tree, ignore_errors=True)
     tree.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO_DIR, check=True, capture_output=True).stdout
@@ -94,6 +97,25 @@ def baseline_s(tree: Path, tests: tuple[str, ...], env: dict[str, str]) -> float
     return time.monotonic() - started
 
 
+def tree_of(module: str) -> Path:
+    """The copy of the tree a module's mutants run in."""
+    return WORK_DIR / module.replace("/", "_").replace(".py", "")
+
+
+def rescore_module(module: str) -> dict:
+    """The counts of a module's last session, recounted with today's equivalents list."""
+    tree = tree_of(module)
+    session = tree / "session.sqlite"
+    if not session.is_file():
+        raise RuntimeError("no session to rescore in %s" % tree)
+    dump = subprocess.run([str(Path(sys.executable).parent / "cosmic-ray"), "dump", str(session)], cwd=tree, check=True,
+                          capture_output=True, text=True).stdout
+    stored = json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
+    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+    return summarise(module, MODULE_TESTS[module], dump, stored.get("seconds", 0.0), stored.get("timeout_s", 0.0),
+                     (tree / module).read_text(), equivalents)
+
+
 def run_module(module: str) -> dict:
     """Every mutant of one module against its tests; the module's counts and survivors."""
     tests = MODULE_TESTS[module]
@@ -111,7 +133,8 @@ def run_module(module: str) -> dict:
         subprocess.run([str(tool_dir / step[0])] + step[1:], cwd=tree, env=env, check=True, capture_output=True)
     dump = subprocess.run([str(tool_dir / "cosmic-ray"), "dump", str(session)], cwd=tree, env=env, check=True,
                           capture_output=True, text=True).stdout
-    return summarise(module, tests, dump, time.monotonic() - started, timeout_s, (tree / module).read_text())
+    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+    return summarise(module, tests, dump, time.monotonic() - started, timeout_s, (tree / module).read_text(), equivalents)
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -137,12 +160,16 @@ def _inside(position: list[int], spans: list) -> bool:
     return any(start <= point < end for start, end in spans)
 
 
-def summarise(module: str, tests: tuple[str, ...], dump: str, seconds: float, timeout_s: float, source: str = "") -> dict:
+def summarise(module: str, tests: tuple[str, ...], dump: str, seconds: float, timeout_s: float, source: str = "",
+              equivalents: dict | None = None) -> dict:
     """Counts of cosmic-ray's dump (one JSON [work item, result] per line) and the survivors; survivors inside
-    annotations are counted as equivalent, not survived."""
+    annotations, and those listed in equivalents (module -> [{line, operator, occurrence, reason}]), are counted as
+    equivalent, not survived."""
     counts = {"mutants": 0, "killed": 0, "survived": 0, "timed_out": 0, "incompetent": 0, "skipped": 0,
               "equivalent_annotation": 0}
     spans = annotation_spans(source) if source else []
+    known = {(e["line"], e["operator"], e["occurrence"]): e["reason"] for e in equivalents.get(module, [])} if equivalents else {}
+    counts["equivalent_known"] = 0
     survivors = []
     for line in dump.splitlines():
         item, result = json.loads(line)
@@ -160,12 +187,16 @@ def summarise(module: str, tests: tuple[str, ...], dump: str, seconds: float, ti
             counts["incompetent"] += 1
         elif _inside(item["mutations"][0]["start_pos"], spans):
             counts["equivalent_annotation"] += 1
+        elif (item["mutations"][0]["start_pos"][0], item["mutations"][0]["operator_name"],
+              item["mutations"][0]["occurrence"]) in known:
+            counts["equivalent_known"] += 1
         else:
             counts["survived"] += 1
             mutation = item["mutations"][0]
             survivors.append({"line": mutation["start_pos"][0], "operator": mutation["operator_name"],
                               "occurrence": mutation["occurrence"]})
-    scored = counts["mutants"] - counts["skipped"] - counts["incompetent"] - counts["equivalent_annotation"]
+    scored = (counts["mutants"] - counts["skipped"] - counts["incompetent"] - counts["equivalent_annotation"]
+              - counts["equivalent_known"])
     kill_rate = (counts["killed"] + counts["timed_out"]) / scored if scored else None
     return {"module": module, "tests": list(tests), **counts, "kill_rate": kill_rate, "seconds": round(seconds, 1),
             "timeout_s": round(timeout_s, 1), "survivors": sorted(survivors, key=lambda s: s["line"])}
@@ -191,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = 0
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(run_module, module): module for module in modules}
+        futures = {pool.submit(rescore_module if args.rescore else run_module, module): module for module in modules}
         for future in as_completed(futures):
             module = futures[future]
             try:
