@@ -89,5 +89,22 @@ def test_wait_for_wakes_on_write_and_times_out():
 
 
 def test_capacity_must_be_positive():
-    with pytest.raises(ValueError):
-        RingBuffer(0)
+    for capacity in (0, -5):
+        with pytest.raises(ValueError, match="ring capacity must be positive"):
+            RingBuffer(capacity)
+    assert RingBuffer(1).write(ramp(0, 3)) == 3, "one sample is a ring"
+
+
+def test_waiting_for_an_index_beyond_the_newest_sample_is_no_data():
+    ring = RingBuffer(CAPACITY)
+    ring.write(ramp(0, 10))
+    assert not ring.wait_for(20, timeout_s=0.02), "only data past index 20 would answer"
+    assert not ring.wait_for(10, timeout_s=0.02) and ring.wait_for(9, timeout_s=0.0)
+
+
+@pytest.mark.parametrize("capacity, first_write", [(10, 4), (10, 7), (12, 5), (7, 3)])
+def test_a_write_that_wraps_at_any_offset_keeps_every_sample(capacity, first_write):
+    ring = RingBuffer(capacity)
+    ring.write(ramp(0, first_write))
+    ring.write(ramp(first_write, first_write + capacity))  # wraps around the end of the ring
+    assert np.array_equal(ring.read(first_write, first_write + capacity), ramp(first_write, first_write + capacity))
