@@ -45,7 +45,7 @@ def write_model_card(card: dict, results: dict, path: Path) -> None:
     """Write the Markdown model card."""
     study = results.get("recipes", {}).get(card["training"]["recipe"], {})
     parts = [_header(card), _data_section(card), _protocol_section(results, card["training"]["recipe"]), _loco_section(study.get("loco")),
-             _conditions_section(study.get("loco")), _speakers_section(study.get("speakers")),
+             _conditions_section(study.get("loco")), _speakers_section(study.get("speakers"), results.get("recipes", {})),
              _calibration_section(study.get("loco"), card), _whisper_section(results.get("whisper_head")), _model_section(card), _history_section(), _limits_section(),
              _reproduce_section(card)]
     path.write_text("\n".join(part for part in parts if part) + "\n")
@@ -148,9 +148,14 @@ def _conditions_section(entry: dict | None) -> str:
             "int16 clipping.\n\n%s\n" % "\n".join(rows))
 
 
-def _speakers_section(entry: dict | None) -> str:
+def _speakers_section(entry: dict | None, recipes: dict | None = None) -> str:
     if not entry:
-        return "## Speaker-grouped CV of the pooled corpora\n\nNot run yet.\n"
+        others = ["`%s` %s (RAVDESS %s; %d of %d folds)" % (
+            name, _pm(e["speakers"]["mean"]["uar_restricted"]), _pct(e["speakers"]["per_corpus"]["ravdess"]["uar_restricted"]),
+            len(e["speakers"]["folds_done"]), len(e["speakers"]["folds"]))
+            for name, e in (recipes or {}).items() if "speakers" in e and "ravdess" in e["speakers"].get("per_corpus", {})]
+        return ("## Speaker-grouped CV of the pooled corpora\n\nNot run for this recipe yet%s.\n"
+                % ("; run for the recipes before it: " + "; ".join(others) if others else ""))
     rows = ["| corpus | UAR restricted | UAR unrestricted |", "|---|---|---|"]
     rows += ["| %s | %s | %s |" % (n, _pct(s["uar_restricted"]), _pct(s["uar_unrestricted"])) for n, s in entry["per_corpus"].items()]
     return ("## Speaker-grouped CV of the pooled corpora (folds done: %s)\n\n%s\n\nMean over corpora %s. RAVDESS here is "
