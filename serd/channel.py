@@ -69,11 +69,12 @@ class Channel:
         """The open source's name, or the configured one."""
         return self.source.name if self.source is not None else self.settings.source.source
 
-    def _new_pipeline(self, model: WindowModel, smoothing: SmoothingConfig, start_index: int | None = None) -> Pipeline:
+    def _new_pipeline(self, model: WindowModel, smoothing: SmoothingConfig, start_index: int | None = None,
+                      last_segment_id: int = 0) -> Pipeline:
         """A pipeline on this channel's ring with its VAD, voice estimate and device id."""
         settings = self.settings
         return Pipeline(self.ring, model, settings.vad, smoothing, settings.device_id, start_index,
-                        speaker_memory_s=settings.speaker_memory_s)
+                        speaker_memory_s=settings.speaker_memory_s, last_segment_id=last_segment_id)
 
     def open(self) -> None:
         """Open and start the source; SerdError if it cannot be opened."""
@@ -154,16 +155,25 @@ class Channel:
         self.reopened += again
         return [self.status("running", "source %s %s" % (self.source_name, "reopened" if again else "opened"))]
 
-    def reconfigure(self, settings: ChannelConfig, model: WindowModel, smoothing: SmoothingConfig, rebuild: bool) -> bool:
-        """Take reloaded settings: a new pipeline (from where the old one stopped) when rebuild; the source is
-        reopened (at the next poll) when its settings changed, the ring's size aside; True if it is."""
-        restart = replace(settings.source, ring_s=self.settings.source.ring_s) != self.settings.source
-        self.settings = settings
+    def reconfigure(self, settings: ChannelConfig, model: WindowModel, smoothing: SmoothingConfig, rebuild: bool) -> str:
+        """Take reloaded settings: a new pipeline (from where the old one stopped, numbering segments after it) when
+        rebuild; the source is reopened (at the next poll) when its settings changed, the ring's size aside, except a
+        file or stdin source that stays the same one: reopening would play a file again from its start, so it goes on
+        as it was. Returns what happened to the source: "reopened", "kept" (changed settings not applied) or ""."""
+        old = self.settings.source
+        changed = replace(settings.source, ring_s=old.ring_s) != old
+        kept = changed and self.finite and settings.source.source == old.source
+        self.settings = replace(settings, source=old) if kept else settings
         if rebuild:
-            self.pipeline = self._new_pipeline(model, smoothing, self.pipeline.consumed_index)
-        if restart:
+            self.pipeline = self._new_pipeline(model, smoothing, self.pipeline.consumed_index, self.pipeline.frontend.segment_id)
+        if kept:
+            log.warning("source %s: a reload does not reopen a file or stdin source (it would replay it); its new "
+                        "[source] settings apply at the next start", self.source_name)
+            return "kept"
+        if changed:
             self.restart()
-        return restart
+            return "reopened"
+        return ""
 
     def restart(self) -> None:
         """Stop the source; it is opened again at the next poll."""

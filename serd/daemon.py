@@ -320,7 +320,8 @@ def _publishing(config: Config) -> tuple:
     return config.zmq, config.mqtt, config.stdout, tuple(settings.device_id for settings in channels(config))
 
 
-def _outcome(rebuilt: bool, reopened: bool) -> str:
-    """What a reload did to a source, for its status message."""
-    done = [what for what, did in (("pipeline rebuilt", rebuilt), ("source reopened", reopened)) if did]
+def _outcome(rebuilt: bool, source: str) -> str:
+    """What a reload did to a source (Channel.reconfigure's answer), for its status message."""
+    done = [what for what, did in (("pipeline rebuilt", rebuilt), ("source reopened", source == "reopened"),
+                                   ("source kept, not replayed", source == "kept")) if did]
     return ", ".join(done) or "unchanged"

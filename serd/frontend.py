@@ -67,6 +67,7 @@ class SpeechFrontend:
         normalise: bool = True,
         speaker: SpeakerStats | None = None,
         gate: VadGate | None = None,
+        last_segment_id: int = 0,
     ):
         self.ring = ring
         self.speaker = speaker
@@ -80,7 +81,7 @@ class SpeechFrontend:
         self._vad.start_at(self._vad_cursor)
         self._feature_cursor: int | None = None  # next sample of the open segment not yet featurised
         self._segment_start_index = 0
-        self._segment_id = 0
+        self._segment_id = last_segment_id  # a front end rebuilt by a reload goes on numbering after its predecessor
         self.lost_samples = 0
         self._released_index = self._vad_cursor  # samples before this are no longer needed
 
@@ -105,7 +106,7 @@ class SpeechFrontend:
 
     @property
     def segment_id(self) -> int:
-        """Id of the open (or last) segment; counts from 1."""
+        """Id of the open (or last) segment; counts from 1 (or from after last_segment_id)."""
         return self._segment_id
 
     def process(self) -> list[FrontendItem]:

@@ -52,6 +52,7 @@ class Pipeline:
         start_index: int | None = None,
         wall_clock: Callable[[], float] = time.time,
         speaker_memory_s: float = 0.0,
+        last_segment_id: int = 0,
     ):
         self.ring = ring
         self.model = model
@@ -64,7 +65,8 @@ class Pipeline:
         check_ring_for(model, ring)
         self.voice = model.new_voice(speaker_memory_s)  # the voice estimate, if the model keeps one
         self.frontend = SpeechFrontend(ring, params, model.card.features, model.card.window, start_index,
-                                       keep_audio=model.needs_audio, speaker=speaker.front_end_voice(model, self.voice))
+                                       keep_audio=model.needs_audio, speaker=speaker.front_end_voice(model, self.voice),
+                                       last_segment_id=last_segment_id)
         self.smoother = Smoother(model.labels, smoothing)
         self.hop_times_s: deque[float] = deque(maxlen=HOP_TIMES_KEPT)
         self.hops_total = 0  # hops made since this pipeline was built

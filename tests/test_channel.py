@@ -183,3 +183,34 @@ def test_a_reload_that_fails_keeps_the_source_it_would_have_removed(tmp_path, ra
     messages = [e.message for e in d if e.type == "status"]
     assert messages.index("source removed by a reload") < next(i for i, m in enumerate(messages) if m.startswith("reload failed"))
     assert messages[-1] == "exit 0" and any(m.endswith("reopened") for m in messages), "d is opened again and ends with the others"
+
+
+def test_a_reload_in_mid_speech_numbers_segments_on_and_never_replays_the_file(tmp_path, ravdess_clip):
+    config = tmp_path / "mid.conf"
+    source = "[source]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip
+    config.write_text(source + "[vad]\naggressiveness = 2\n")
+    endpoint = "ipc://%s/events" % tmp_path
+    sub = Subscriber(endpoint)
+    process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--zmq", endpoint],
+                               stderr=subprocess.PIPE, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    try:
+        sub.wait_for(lambda e: e.type == "speech-started", "speech-started")
+        config.write_text(source + "chunk_ms = 50\n[vad]\naggressiveness = 1\n")  # rebuilds the pipeline, changes the source
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=20) == 0
+        while sub.read(300) is not None:
+            pass
+    finally:
+        if process.poll() is None:
+            process.kill()
+        sub.close()
+    events = [e for _, e in sub.seen]
+    started = [e.segment for e in events if e.type == "speech-started"]
+    ended = [e.segment for e in events if e.type == "speech-ended"]
+    assert len(started) >= 2, "the reload ends the open segment and the new pipeline opens the next one"
+    assert started == sorted(set(started)) and ended == started, "segment ids are unique and each segment ends once"
+    assert all(e.segment in started for e in events if e.type == "emotion")
+    duration_s = float(subprocess.run(["soxi", "-D", str(ravdess_clip)], capture_output=True, text=True).stdout)
+    last = [e for e in events if e.type == "status"][-1]
+    assert last.state == "stopping" and abs(last.audio_s - duration_s) < 0.2, "the file is played once, not again from its start"
+    assert "Traceback" not in process.stderr.read().decode()
