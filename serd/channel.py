@@ -189,11 +189,12 @@ class Channel:
             self.source.stop()
 
     def status(self, state: str, message: str) -> Status:
-        """A status event of this device with its counters."""
+        """A status event of this device with its counters: audio_s counts what the source delivered, stream_time_s
+        is where the events stand (no later event of this device has an earlier stream time)."""
         audio_s = self.ring.end_index / SAMPLE_RATE_HZ
         return Status(
             device=self.device,
-            stream_time_s=round(audio_s, 4),
+            stream_time_s=round(min(self.ring.end_index, self.pipeline.frontend.settled_index) / SAMPLE_RATE_HZ, 4),
             wall_time_s=round(time.time(), 4),
             state=state,
             message=message,

@@ -83,6 +83,7 @@ class SpeechFrontend:
         self._segment_start_index = 0
         self._segment_id = last_segment_id  # a front end rebuilt by a reload goes on numbering after its predecessor
         self.lost_samples = 0
+        self._flushed = False  # flush() was the last call: the consumed stream is wholly decided
         self._released_index = self._vad_cursor  # samples before this are no longer needed
 
     @property
@@ -105,6 +106,16 @@ class SpeechFrontend:
         return self._released_index
 
     @property
+    def settled_index(self) -> int:
+        """Absolute index before which no item still to come can fall: items come in stream order, and a status
+        stamped here keeps that order (a fast source's ring runs ahead of this)."""
+        if self._feature_cursor is not None:
+            return self._feature_cursor
+        if self._flushed:  # the stream ended: nothing more comes from what was consumed
+            return self._vad_cursor
+        return min(self._vad.earliest_start_index, self._vad_cursor)
+
+    @property
     def segment_id(self) -> int:
         """Id of the open (or last) segment; counts from 1 (or from after last_segment_id)."""
         return self._segment_id
@@ -116,7 +127,7 @@ class SpeechFrontend:
         if stop <= self._vad_cursor:
             return items
         chunk = self.ring.read(self._vad_cursor, stop)
-        self._vad_cursor = stop
+        self._vad_cursor, self._flushed = stop, False
         for boundary in self._vad.push(chunk):
             if boundary.kind == "start":
                 items.append(self._open(boundary.sample_index))
@@ -132,6 +143,7 @@ class SpeechFrontend:
 
     def flush(self) -> list[FrontendItem]:
         """End of stream: close an open segment."""
+        self._flushed = True
         items: list[FrontendItem] = []
         for boundary in self._vad.flush():
             items.extend(self._close(boundary.sample_index))

@@ -79,6 +79,13 @@ class ReplayGate:
         """Every sample pushed is decided."""
         return self._index
 
+    @property
+    def earliest_start_index(self) -> int:
+        """The next segment's start, once the audio passed it (a replay knows no later start can come earlier)."""
+        if self._next < len(self._boundaries):
+            return min(self._index, self._boundaries[self._next].sample_index)
+        return self._index
+
     def start_at(self, sample_index: int) -> None:
         """The next sample pushed has this absolute index."""
         self._index = sample_index

@@ -81,6 +81,14 @@ class VadGate:
         """Absolute index up to which every sample has a decision."""
         return self._next_index
 
+    @property
+    def earliest_start_index(self) -> int:
+        """Outside a segment, the earliest index a segment not yet reported could start at (the voiced run so far,
+        its pre-roll); inside one, decided_index."""
+        if self._in_speech:
+            return self._next_index
+        return max(self._next_index - self._run_frames * self.frame_samples - self._pre_roll_samples, self._last_end, 0)
+
     def start_at(self, sample_index: int) -> None:
         """Declare the absolute index of the next sample pushed (after a gap or at stream start);
         an open segment is forgotten (the caller closes it at the gap)."""

@@ -212,3 +212,22 @@ def test_reload_that_renames_the_device_loses_no_zmq_event(tmp_path, ravdess_cli
     ended = [e for _, e in sub.seen if e.type == "speech-ended"]
     assert started.segment in [e.segment for e in ended], "the open segment's end reaches the subscriber"
     assert all(topic == "serd/%s/%s" % (e.device, e.type) for topic, e in sub.seen), "topics name each event's device"
+
+
+def test_status_keeps_stream_time_order_on_a_fast_stdin_source(tmp_path, ravdess_clip):
+    config = tmp_path / "fast.conf"
+    config.write_text("[daemon]\nstatus_interval_s = 0.01\n")
+    audio = np.tile(load_audio(ravdess_clip), 40).astype("<i2").tobytes()  # ~2.5 min, written at once: the ring runs ahead
+    run = subprocess.run([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--source", "stdin",
+                          "--no-zmq", "--stdout"], input=audio, capture_output=True, timeout=120,
+                         env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert run.returncode == 0, run.stderr.decode()
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    times = [e["stream_time_s"] for e in events]
+    assert sum(e["type"] == "status" and e["state"] == "running" for e in events) >= 3
+    assert sum(e["type"] == "speech-started" for e in events) >= 10
+    late = [(a, b) for a, b in zip(events, events[1:]) if b["stream_time_s"] < a["stream_time_s"]]
+    assert not late, "an event with an earlier stream time came after a later one: %s" % late[:2]
+    assert times[-1] >= len(audio) / 2 / 16000 - 0.05
+    statuses = [e for e in events if e["type"] == "status"]
+    assert statuses[-1]["audio_s"] == round(len(audio) / 2 / 16000, 3), "audio_s still counts what the source delivered"
