@@ -119,7 +119,12 @@ def test_each_value_template_yields_the_right_value_from_real_events(mosquitto, 
 
 
 def test_configs_are_sent_again_when_home_assistant_comes_online(mosquitto, publishers):
-    open_publisher(mosquitto, publishers)
+    announced = Listener(mosquitto.host, mosquitto.port, [PREFIX + "/+/+/+/config"])
+    try:
+        open_publisher(mosquitto, publishers)
+        configs(announced)  # the broker holds every config once the first announce has gone through
+    finally:
+        announced.close()
     listener = Listener(mosquitto.host, mosquitto.port, [PREFIX + "/+/+/+/config"])
     try:
         assert all(retained for *_rest, retained in [listener.wait_for(config_topic(o)) for o in COMPONENTS])
