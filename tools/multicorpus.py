@@ -18,7 +18,7 @@ from tools import augment, corpora, data, loco, recipes
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "serd-emotion"
-MODEL_VERSION = "2.1.0"
+MODEL_VERSION = "2.2.0"
 SAMPLE_RATE_HZ = 16000
 STALE_FILES = ("%s.head.npz" % MODEL_NAME,)  # files of earlier models this one does not use
 LICENCE = ("CC BY-NC-SA 4.0: the weights inherit the terms of their training corpora (RAVDESS CC BY-NC-SA 4.0, "
