@@ -118,6 +118,28 @@ class Listener:
             if message[0] == topic and (payload is None or message[1] == payload):
                 return message
 
+    def wait_for_all(self, wanted: Iterable[tuple[str, str | None]],
+                     timeout_s: float = 5.0) -> dict[tuple[str, str | None], tuple[str, str, bool]]:
+        """The first message of each (topic, payload or None) pair, in whatever order they arrive; skips
+        others; fails on timeout, naming the pairs still missing."""
+        missing = list(wanted)
+        found = {}
+        deadline_s = time.monotonic() + timeout_s
+        while missing:
+            remaining_s = deadline_s - time.monotonic()
+            if remaining_s <= 0:
+                raise AssertionError("no message for %r within %.1f s" % (missing, timeout_s))
+            try:
+                message = self.messages.get(timeout=remaining_s)
+            except queue.Empty:
+                continue
+            for pair in missing:
+                if message[0] == pair[0] and (pair[1] is None or message[1] == pair[1]):
+                    found[pair] = message
+                    missing.remove(pair)
+                    break
+        return found
+
     def drain(self, quiet_s: float = 0.2) -> list[tuple[str, str, bool]]:
         """All messages that arrive until none has come for quiet_s."""
         found = []

@@ -117,8 +117,7 @@ def test_reload_rebuilds_the_changed_source_and_says_so(tmp_path, ravdess_clip):
     process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config), "--zmq", endpoint],
                                stderr=subprocess.PIPE, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     try:
-        for device in ("a", "b", "d"):
-            sub.wait_for(lambda e: e.type == "status" and e.state == "running" and e.device == device, "running " + device)
+        sub.wait_for_each(lambda e: e.type == "status" and e.state == "running", ("a", "b", "d"), "running")
         config.write_text(sections + "aggressiveness = 3\n[source.c]\nsource = file:%s\nrealtime = yes\n" % ravdess_clip)
         process.send_signal(signal.SIGHUP)
         reloaded = {}

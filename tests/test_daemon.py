@@ -175,6 +175,16 @@ class Subscriber:
                 return self.seen[-1][1]
         raise AssertionError("no %s event within %.0f s (got %r)" % (what, timeout_s, [e.type for _, e in self.seen[-5:]]))
 
+    def wait_for_each(self, predicate, devices, what, timeout_s=20.0):
+        """Waits until an event that predicate accepts has come from every device, in any order."""
+        missing = set(devices)
+        deadline_s = time.monotonic() + timeout_s
+        while missing and time.monotonic() < deadline_s:
+            if self.read(100) is not None and predicate(self.seen[-1][1]):
+                missing.discard(self.seen[-1][1].device)
+        if missing:
+            raise AssertionError("no %s event from %s within %.0f s" % (what, sorted(missing), timeout_s))
+
     def close(self):
         self.sock.close(linger=0)
         self.context.term()

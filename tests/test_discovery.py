@@ -42,11 +42,8 @@ def open_publisher(broker, publishers, **overrides):
 
 def configs(listener):
     """Every entity config the listener has seen, by object id."""
-    found = {}
-    for object_id in COMPONENTS:
-        _topic, payload, retained = listener.wait_for(config_topic(object_id))
-        found[object_id] = json.loads(payload)
-    return found
+    seen = listener.wait_for_all([(config_topic(object_id), None) for object_id in COMPONENTS])
+    return {object_id: json.loads(seen[config_topic(object_id), None][1]) for object_id in COMPONENTS}
 
 
 def render(template, payload):
@@ -127,10 +124,11 @@ def test_configs_are_sent_again_when_home_assistant_comes_online(mosquitto, publ
         announced.close()
     listener = Listener(mosquitto.host, mosquitto.port, [PREFIX + "/+/+/+/config"])
     try:
-        assert all(retained for *_rest, retained in [listener.wait_for(config_topic(o)) for o in COMPONENTS])
+        held = listener.wait_for_all([(config_topic(object_id), None) for object_id in COMPONENTS])
+        assert all(retained for *_rest, retained in held.values())
         listener.drain()
         listener.client.publish(PREFIX + "/status", "online", qos=1).wait_for_publish(5)
-        fresh = [listener.wait_for(config_topic(object_id)) for object_id in COMPONENTS]
+        fresh = list(listener.wait_for_all([(config_topic(object_id), None) for object_id in COMPONENTS]).values())
     finally:
         listener.close()
     assert [retained for *_rest, retained in fresh] == [False] * len(COMPONENTS), "live re-announce, not the retained copy"

@@ -107,9 +107,8 @@ def test_two_microphones_each_device_follows_its_own_audio(tmp_path, two_mics, m
          "--mqtt", "%s:%d" % (mosquitto.host, mosquitto.port)],
         env=dict(two_mics.env, OPENBLAS_NUM_THREADS="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        for device in DEVICES:
-            sub.wait_for(lambda e: e.type == "status" and e.state == "running" and e.device == device,
-                         "running status of %s" % device, READY_TIMEOUT_S)
+        sub.wait_for_each(lambda e: e.type == "status" and e.state == "running", DEVICES, "running status",
+                          READY_TIMEOUT_S)
         played_s = {"left": time.time()}
         left = two_mics.play_into("left", clips["left"])
         time.sleep(SECOND_START_S)

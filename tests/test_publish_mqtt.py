@@ -323,8 +323,7 @@ def test_several_sources_have_a_connection_each_carrying_only_their_own_events(m
     fanout = Fanout(make_publishers(config))
     try:
         assert [p.device for p in fanout.publishers] == ["cabin", "rear"]
-        for device in ("cabin", "rear"):
-            listener.wait_for("serd/%s/available" % device, "online")
+        listener.wait_for_all([("serd/%s/available" % device, "online") for device in ("cabin", "rear")])
         fanout.publish(dataclasses.replace(started(), device="rear"))
         fanout.publish(dataclasses.replace(changed(), device="cabin"))
         messages = listener.drain(0.5)
