@@ -21,7 +21,7 @@ test: apt-test venv-dev
 
 model: apt-test venv-dev
 	$(PY) -m tools.train --out models
-	$(PY) -m tools.whisper_loco --backend-out models
+	$(PY) -m tools.study.whisper_loco --backend-out models
 
 bench: apt-test venv-dev
 	$(PY) -m tools.bench

@@ -16,7 +16,7 @@ TRIM_THRESHOLD_BYTES = 64 << 20  # free memory at the heap's top kept for reuse,
 
 def tune_process() -> None:
     """Call once at start. The BLAS setting takes effect only if numpy is not imported yet (serd's main());
-    the heap setting works at any time (tools.bench_serd, whose environment already sets BLAS threads)."""
+    the heap setting works at any time (tools.bench.pipeline, whose environment already sets BLAS threads)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS threads slow small matrix work on busy cores
     if not keep_freed_blocks():
         log.debug("mallopt unavailable (not glibc): large arrays are mapped per call")

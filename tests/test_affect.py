@@ -8,7 +8,7 @@ from serd import affect
 from serd.events import SILENCE_LABEL, from_dict
 from tests.support_cli import serd
 
-HIGH_AROUSAL = ("happy", "angry", "fearful", "surprised")  # Schuller et al. 2010's binary mapping, as tools/corpora.py
+HIGH_AROUSAL = ("happy", "angry", "fearful", "surprised")  # Schuller et al. 2010's binary mapping, as tools/model/corpora.py
 LOW_AROUSAL = ("neutral", "calm", "sad")
 POSITIVE = ("happy", "surprised", "calm")
 NEGATIVE = ("sad", "angry", "fearful", "disgust")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from tests.conftest import PROJECT_DIR, SHARED_DIR
-from tools import bench_serd
-from tools.bench_serd import CHUNK_SAMPLES
+from tools.bench import pipeline
+from tools.bench.pipeline import CHUNK_SAMPLES
 
 BENCH_TIMEOUT_S = 300
 HEADLINE_KEYS = (
@@ -49,14 +49,14 @@ def test_every_model_run_falls_in_one_model_hop_of_at_most_half_a_second():
     """A segment's last window 5 steps after the one before, a long silence, then a new segment: three hops,
     one model run each, and the silence before the new segment counts only its last 0.5 s (16 steps of 30 ms)."""
     chunks = steps({20: 1, 25: 1, 300: 1}, 320)
-    hops = bench_serd.model_hops(chunks)
+    hops = pipeline.model_hops(chunks)
     assert [hop["released"] for hop in hops] == [1, 1, 1]
     assert [round(hop["model"], 6) for hop in hops] == [0.002] * 3
-    steps_per_hop = bench_serd.HOP_SAMPLES // CHUNK_SAMPLES + 1  # 16 whole steps and the one reaching into the hop
+    steps_per_hop = pipeline.HOP_SAMPLES // CHUNK_SAMPLES + 1  # 16 whole steps and the one reaching into the hop
     assert [round(hop["vad"] * 1000) for hop in hops] == [steps_per_hop, 5, steps_per_hop]
-    grid = bench_serd.grid_hops(chunks)  # steps 20 and 25 share the fixed span of samples 8000-15999
+    grid = pipeline.grid_hops(chunks)  # steps 20 and 25 share the fixed span of samples 8000-15999
     assert [hop["released"] for hop in grid] == [2, 1]
-    table = bench_serd.hop_latency(chunks)
+    table = pipeline.hop_latency(chunks)
     assert table["hops"] == {"count": 3, "two_windows": 0, "grid_count": 2, "grid_two_windows": 1}
     assert table["model"]["max"] == 2.0 and table["grid_total"]["max"] > table["total"]["max"]
 
@@ -66,7 +66,7 @@ def test_a_short_soak_feeds_every_second_and_loses_no_event(ravdess_manifest, tm
     healthy ZeroMQ subscriber see the same events, nothing is counted as dropped (no timing assertions)."""
     out = tmp_path / "soak.json"
     env = dict(os.environ, SERD_SHARED_DIR=str(SHARED_DIR))
-    done = subprocess.run([sys.executable, "-m", "tools.bench_soak", "--hours", "0.05", "--manifest", str(ravdess_manifest),
+    done = subprocess.run([sys.executable, "-m", "tools.bench.soak", "--hours", "0.05", "--manifest", str(ravdess_manifest),
                            "--out", str(out)], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
                           timeout=BENCH_TIMEOUT_S, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

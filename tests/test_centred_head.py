@@ -1,10 +1,11 @@
-"""The speaker-centred head of the student (tools.centred_head): fitting, the running estimate, the shipped file."""
+"""The speaker-centred head of the student (tools.study.centred_head): fitting, the running estimate, the shipped file."""
 
 import numpy as np
 
 from serd.head import CENTRE_PRIOR_WINDOWS, LinearHead
 from serd.manifest import Clip
-from tools import centred_head, data
+from tools.study import centred_head
+from tools.model import data
 
 N_SPEAKERS, WIDTH, WINDOWS_PER_CLIP, CLIPS_PER_LABEL = 10, 12, 3, 4
 N_LABELS = len(data.LABELS)
@@ -32,7 +33,7 @@ def test_centring_on_the_voice_recovers_what_a_speakers_offset_hides():
     head = centred_head.fit_centred_head(clips, [clean], [features], ~test, c=1.0)
     found = centred_head.mode_logits(head, clips, clean, features, test, fold=0)
     index = clean.clip_index[test[clean.clip_index]]
-    from tools import scoring, teacher
+    from tools.study import scoring, teacher
 
     plain = teacher.fold_head([clean], [features], labels, ~test, 1.0).logits(features[test[clean.clip_index]])
     uar = {mode: scoring.clip_uar(found[mode], index, labels) for mode in ("cv", "session", "clip")}

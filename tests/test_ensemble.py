@@ -1,4 +1,4 @@
-"""The CV ensemble evaluation (tools.ensemble) and the fold-cache key it looks results up by."""
+"""The CV ensemble evaluation (tools.study.ensemble) and the fold-cache key it looks results up by."""
 
 from dataclasses import replace
 
@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from serd.metrics import softmax
-from tools import cv, data, ensemble, teacher, train
-from tools.model import TrainSettings
+from tools.study import cv, ensemble, teacher
+from tools.model import data
+from tools.train import ravdess8
+from tools.train.cli import main as train_main, parse_args
+from tools.model.nn import TrainSettings
 
 
 def one_hot_rows(predicted: list[int], strength: float) -> np.ndarray:
@@ -88,7 +91,7 @@ def test_a_variant_taught_by_another_needs_that_variants_fold_models_first(tmp_p
     """With no cached fold of sep80w9, the CV of sep80w9b stops at once with one line naming the command to run."""
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
     with pytest.raises(SystemExit) as stopped:
-        train.main(["--cv", "--variants", "sep80w9b", "--out", str(tmp_path / "out")])
+        train_main(["--cv", "--variants", "sep80w9b", "--out", str(tmp_path / "out")])
     message = str(stopped.value)
     assert len(message.splitlines()) == 1
     assert "sep80w9 teach" in message and "--cv --variants sep80w9 first" in message
@@ -102,7 +105,8 @@ def test_a_taught_variants_fold_key_follows_its_teachers(monkeypatch):
     student = cv.variant("sep80w9b")
     before = cv.fold_cache_path(student, clips, fold_of_clip, 0)
     retrained = replace(cv.variant("sep80w9"), settings=replace(cv.variant("sep80w9").settings, epochs=81))
-    monkeypatch.setattr(cv, "VARIANTS", tuple(retrained if v.name == "sep80w9" else v for v in cv.VARIANTS))
+    edited = tuple(retrained if v.name == "sep80w9" else v for v in cv.variants())
+    monkeypatch.setattr(cv, "variants", lambda: edited)
     assert cv.fold_cache_path(student, clips, fold_of_clip, 0) != before
 
 
@@ -134,26 +138,26 @@ def test_an_epochs_override_reaches_the_variants_that_teach(tmp_path, monkeypatc
 
 def test_the_training_overrides_of_the_command_line_reach_the_cv_and_its_teachers():
     """`--cv --epochs 2 --aug-copies 0 --no-spec-augment`: the variant and the variants that teach it train that way."""
-    args = train.parse_args(["--cv", "--epochs", "2", "--aug-copies", "0", "--no-spec-augment"])
-    overrides = train.setting_overrides(args)
+    args = parse_args(["--cv", "--epochs", "2", "--aug-copies", "0", "--no-spec-augment"])
+    overrides = cv.setting_overrides(args)
     assert overrides == {"epochs": 2, "aug_copies": 0, "spec_augment": False}
     student = cv.with_overrides(cv.variant("sep80w9b"), overrides)
-    for settings in (student.settings, cv.teacher_variants(student)[0].settings, train.settings_from(args)):
+    for settings in (student.settings, cv.teacher_variants(student)[0].settings, ravdess8.settings_from(args)):
         assert (settings.epochs, settings.aug_copies, settings.spec_augment) == (2, 0, False)
     assert cv.variant("sep80w9b").settings.aug_copies == 4  # the study's own definition is untouched
-    assert train.setting_overrides(train.parse_args(["--cv"])) == {}
+    assert cv.setting_overrides(parse_args(["--cv"])) == {}
 
 
 def test_a_variant_of_an_already_timed_network_takes_its_cost(tmp_path, monkeypatch):
-    """add_costs: sep80x3 and sep80xm5 train sep80x5's network differently, so the card shows that network's time, of the
+    """add_costs: sep80x3 and sep80xc5 train sep80x5's network differently, so the card shows that network's time, of the
     same hour, instead of a time of their own taken in another."""
-    from tools import export
+    from tools.model import export
 
     monkeypatch.setenv(data.CACHE_ENV, str(tmp_path))
     assert cv.architecture(cv.variant("sep80x3").settings) == cv.architecture(cv.variant("sep80x5").settings)
-    assert cv.architecture(cv.variant("sep80xm5").settings) == cv.architecture(cv.variant("sep80x5").settings)
+    assert cv.architecture(cv.variant("sep80xc5").settings) == cv.architecture(cv.variant("sep80x5").settings)
     assert cv.architecture(cv.variant("kdwide80w9").settings) != cv.architecture(cv.variant("sep80x5").settings)
     cost = {"int8_bytes": 115168, "invoke_ms": 0.654, "parameters": 82000, "cpu": export.host_cpu()}
-    study = {"variants": {"sep80x5": {"cost": dict(cost)}, "sep80x3": {}, "sep80xm5": {"cost": dict(cost, cpu="another CPU")}}}
+    study = {"variants": {"sep80x5": {"cost": dict(cost)}, "sep80x3": {}, "sep80xc5": {"cost": dict(cost, cpu="another CPU")}}}
     cv.add_costs(study, data.read_manifests([data.DEFAULT_MANIFEST])[:4])
-    assert study["variants"]["sep80x3"]["cost"] == cost and study["variants"]["sep80xm5"]["cost"] == cost
+    assert study["variants"]["sep80x3"]["cost"] == cost and study["variants"]["sep80xc5"]["cost"] == cost

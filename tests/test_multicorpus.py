@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import SHARED_DIR
 from tests.support_cli import serd, write_manifest
-from tools import augment, corpora, data, multicorpus, recipes
+from tools.model import augment, corpora, data, recipes
+from tools.train import multicorpus
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SEVEN = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -51,10 +52,10 @@ def test_class_masks_mark_only_the_classes_of_the_clips_corpus():
 
 
 def test_masked_loss_neither_rewards_nor_punishes_a_class_the_corpus_lacks():
-    from tools import model
+    from tools.model import nn
 
-    tf = model.tf_setup(0)
-    loss = model.masked_loss(tf, 3)
+    tf = nn.tf_setup(0)
+    loss = nn.masked_loss(tf, 3)
     target = np.array([[1, 0, 0, 1, 1, 0]], dtype=np.float32)  # true class 0; the corpus has classes 0 and 1
     plain = float(loss(target, np.array([[2.0, 1.0, 0.0]], dtype=np.float32))[0])
     absent_high = float(loss(target, np.array([[2.0, 1.0, 9.0]], dtype=np.float32))[0])
@@ -63,11 +64,11 @@ def test_masked_loss_neither_rewards_nor_punishes_a_class_the_corpus_lacks():
 
 
 def test_drawn_windows_are_those_of_the_drawn_clips_in_their_versions():
-    from tools import model
+    from tools.model import nn
 
     clean = data.WindowSet(np.arange(5, dtype=np.float32)[:, None, None] * np.ones((5, 2, 2), np.float32), np.array([0, 0, 1, 2, 2]))
     noisy = data.WindowSet(clean.windows + 100, np.array([0, 1, 1, 2, 2]))
-    windows, owner = model.drawn_windows([clean, noisy], np.array([2, 0, 1]), np.array([0, 1, 1]))
+    windows, owner = nn.drawn_windows([clean, noisy], np.array([2, 0, 1]), np.array([0, 1, 1]))
     assert sorted(windows[:, 0, 0].tolist()) == [3.0, 4.0, 100.0, 101.0, 102.0]
     assert owner.tolist() == [0, 0, 1, 2, 2]
 
@@ -124,7 +125,7 @@ def study(tmp_path_factory):
     env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
     flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
     results = root / "loco_results.json"
-    run([sys.executable, "-m", "tools.loco", "--protocol", "loco", "--processes", "1", "--results", str(results)] + flags, env)
+    run([sys.executable, "-m", "tools.study.loco", "--protocol", "loco", "--processes", "1", "--results", str(results)] + flags, env)
     out = root / "model"
     run([sys.executable, "-m", "tools.train", "--out", str(out), "--workers", "1", "--no-whisper", "--loco-results", str(results)] + flags, env)
     return manifests, json.loads(results.read_text()), out
@@ -151,7 +152,7 @@ def test_scoring_another_protocol_keeps_the_stored_loco_summary(study, tmp_path)
     copy.write_text(json.dumps(results))
     env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
     flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
-    run([sys.executable, "-m", "tools.loco", "--protocol", "speakers", "--score-only", "--results", str(copy)] + flags, env)
+    run([sys.executable, "-m", "tools.study.loco", "--protocol", "speakers", "--score-only", "--results", str(copy)] + flags, env)
     assert json.loads(copy.read_text())["recipes"][recipes.DEFAULT]["loco"] == results["recipes"][recipes.DEFAULT]["loco"]
 
 
@@ -175,7 +176,7 @@ def test_serd_analyzes_a_file_with_the_trained_multi_corpus_model(study, ravdess
 
 
 def test_one_emotion_sessions_are_four_fifths_one_emotion_of_one_held_out_speaker():
-    from tools import whisper_loco
+    from tools.study import whisper_loco
 
     clips = [clip("c", s, e) for s in ("1", "2") for e in ("happy", "sad", "angry") for _ in range(8)] + [clip("d", "9", "sad")]
     test = np.array([c.speaker == "c:1" for c in clips])
@@ -188,7 +189,8 @@ def test_one_emotion_sessions_are_four_fifths_one_emotion_of_one_held_out_speake
 
 
 def test_arousal_is_scored_as_the_side_of_the_labels_holding_more_probability():
-    from tools import corpora, loco_scoring
+    from tools.model import corpora
+    from tools.study import loco_scoring
 
     index = {label: i for i, label in enumerate(corpora.LABELS)}
     truth = np.array([index["angry"], index["happy"], index["sad"], index["neutral"]])
@@ -204,7 +206,8 @@ def test_arousal_is_scored_as_the_side_of_the_labels_holding_more_probability():
 
 def test_derived_arousal_is_correlated_with_the_true_labels_points_over_clips_with_speech():
     from serd import affect
-    from tools import corpora, loco_scoring
+    from tools.model import corpora
+    from tools.study import loco_scoring
 
     index = {label: i for i, label in enumerate(corpora.LABELS)}
     truth = np.array([index["angry"], index["sad"], index["happy"], index["neutral"], index["angry"]])

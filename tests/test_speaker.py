@@ -121,8 +121,8 @@ def test_front_end_feeds_every_speech_frame_to_the_estimate(ravdess_clip):
 def speaker_model(tmp_path_factory) -> Path:
     """A small untrained int8 network of the shipped kind, ending in logits that favour one label, under a
     speaker-normalised card (the wiring, not the accuracy, is under test)."""
-    from tools import export
-    from tools.model import TrainSettings, build_model
+    from tools.model import export
+    from tools.model.nn import TrainSettings, build_model
 
     windows = np.random.default_rng(2).normal(size=(20, WindowParams().frames, N_BANDS)).astype(np.float32)
     n_labels = len(_card()["labels"])

@@ -3,7 +3,8 @@
 import numpy as np
 
 from serd.manifest import Clip
-from tools import data, teacher
+from tools.model import data
+from tools.study import teacher
 
 
 def test_each_version_loses_its_speakers_clean_mean_and_nothing_else():

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tools import model as train_model
+from tools.model import nn as train_model
 
 FRAMES, BANDS = 200, 40
 

@@ -14,7 +14,7 @@ import pytest
 from serd.features import FeatureParams
 from serd.head import LinearHead
 from serd.windows import WindowParams
-from tools.centred_head import C_GRID
+from tools.study.centred_head import C_GRID
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 ACTORS = ("01", "02", "03", "04")
@@ -121,22 +121,26 @@ def test_training_writes_the_whisper_backend_and_serd_eval_runs_it(trained):
 def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(trained, monkeypatch):
     """With teacher_students, the final soft labels combine the Whisper head with the student's final model,
     taken from the cache (an untrained network placed there: nothing retrains) and run on every window version."""
-    from tools import data, export, teacher, train
-    from tools.model import TrainSettings, build_model
+    from tools.model import data, export
+    from tools.study import teacher
+    from tools.study import cv
+    from tools.train import ravdess8
+    from tools.train.cli import parse_args
+    from tools.model.nn import TrainSettings, build_model
 
     manifest, out, env = trained
     monkeypatch.setenv(data.CACHE_ENV, env["SERD_TRAIN_CACHE"])
-    args = train.parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
-    clips = train.load_clips(args)
-    plain = train.settings_from(args, "sep80w9")
+    args = parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
+    clips = cv.load_clips(args)
+    plain = ravdess8.settings_from(args, "sep80w9")
     taught = replace(plain, teacher_students=("sep80w9",))
-    student_path = train.final_student_path("sep80w9", clips, args)
+    student_path = ravdess8.final_student_path("sep80w9", clips, args)
     student_path.parent.mkdir(parents=True, exist_ok=True)
-    versions = train.window_versions(clips, taught, args.workers)
+    versions = cv.window_versions(clips, taught, args.workers)
     student_network = build_model(WindowParams().frames, FeatureParams().n_features, TrainSettings(filters=(4, 8)))
     student_path.write_bytes(export.convert_int8(student_network, versions[0].windows))  # any int8 model ending in logits
-    head_logits = train.final_teacher_logits(clips, versions, plain, args)
-    combined = train.final_teacher_logits(clips, versions, taught, args)
+    head_logits = ravdess8.final_teacher_logits(clips, versions, plain, args)
+    combined = ravdess8.final_teacher_logits(clips, versions, taught, args)
     assert len(combined) == len(versions) == 2
     for version, head, both in zip(versions, head_logits, combined):
         student = export.tflite_logits(student_path.read_bytes(), version.windows)
@@ -147,15 +151,19 @@ def test_a_trained_student_teaches_the_final_model_beside_the_whisper_head(train
 def test_a_cross_fitted_final_teacher_labels_each_actor_with_a_head_fitted_without_them(trained, monkeypatch):
     """teacher_crossfit in the final run: the soft labels of each actor's windows equal those of a head fitted on the
     other actors (the CV folds are the groups; here each of the four actors is a fold of its own)."""
-    from tools import data, teacher, train
+    from tools.model import data
+    from tools.study import teacher
+    from tools.study import cv
+    from tools.train import ravdess8
+    from tools.train.cli import parse_args
 
     manifest, out, env = trained
     monkeypatch.setenv(data.CACHE_ENV, env["SERD_TRAIN_CACHE"])
-    args = train.parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
-    clips = train.load_clips(args)
-    settings = replace(train.settings_from(args, "sep80w9"), teacher_crossfit=True)
-    versions = train.window_versions(clips, settings, args.workers)
-    cross_fitted = train.final_teacher_logits(clips, versions, settings, args)
+    args = parse_args(["--manifest", str(manifest), "--out", str(out), "--epochs", "2", "--aug-copies", "1", "--workers", "1"])
+    clips = cv.load_clips(args)
+    settings = replace(ravdess8.settings_from(args, "sep80w9"), teacher_crossfit=True)
+    versions = cv.window_versions(clips, settings, args.workers)
+    cross_fitted = ravdess8.final_teacher_logits(clips, versions, settings, args)
     features = teacher.version_features(clips, settings.audio, settings.aug_copies, args.workers)
     labels, speakers = data.clip_labels(clips), np.array([clip.speaker for clip in clips])
     assert len(set(data.speaker_folds(clips).values())) == len(ACTORS)

@@ -1,0 +1,268 @@
+"""The Keras CNN (log-mel window -> logits), its training loop and float inference."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from tools.model import augment
+from tools.model.data import WindowSet
+
+log = logging.getLogger(__name__)
+
+N_LABELS = 8
+MASKED_LOGIT = 1e4  # subtracted from the logits of classes a clip's corpus lacks
+TF_THREADS = 1
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Everything that shapes one training run."""
+
+    epochs: int = 25
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    filters: tuple[int, ...] = (16, 32, 48, 64)
+    stem_stride: int = 1  # 2: the first convolution strides 2 in place of its max-pool (a quarter of its cost)
+    space_to_depth: bool = False  # each 2x2 block of the input becomes 4 channels; the first block runs at half resolution, unpooled
+    separable: bool = False  # blocks after the first: 3x3 depthwise + 1x1 pointwise convolution (about a ninth of the multiplies)
+    dropout: float = 0.3
+    label_smoothing: float = 0.0
+    spec_augment: bool = False
+    aug_copies: int = 0  # augmented audio copies per clip drawn alongside the clean one
+    audio: augment.AudioAugment = augment.AudioAugment()
+    distill_weight: float = 0.0  # share of the loss taken by the teacher's soft labels (0 = hard labels only)
+    distill_temperature: float = 2.0  # softens teacher and student alike in the distillation term
+    teacher_centred: bool = False  # the teacher's features are centred on each speaker's mean (teacher.speaker_centred)
+    teacher_crossfit: bool = False  # each training clip's soft labels from a head fitted without its speakers (teacher.crossfit_logits)
+    teacher_students: tuple[str, ...] = ()  # CV variants whose trained models join the Whisper head as teachers (teacher.combined_logits)
+    normalisation: str = "window"  # "window": per-window mean/variance; "speaker": each speaker's mean/variance (data.speaker_normalised)
+    seed: int = 1234
+
+
+def tf_setup(seed: int):
+    """Import TensorFlow with one thread per process and fixed seeds; returns the module."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", str(TF_THREADS))
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(TF_THREADS)
+        tf.config.threading.set_inter_op_parallelism_threads(TF_THREADS)
+    except RuntimeError:
+        log.debug("TensorFlow threads were already set")
+    tf.keras.utils.set_random_seed(seed)
+    return tf
+
+
+def build_model(frames: int, n_features: int, settings: TrainSettings, n_labels: int = N_LABELS):
+    """Conv blocks (conv-BN-ReLU-pool) -> global average pooling -> dropout -> dense logits.
+
+    With settings.stem_stride 2 the first block strides its convolution instead of pooling, so the
+    later blocks see the same resolution at a quarter of the first block's cost. With
+    settings.space_to_depth the input's 2x2 blocks are stacked as 4 channels first: the first block
+    again runs at half resolution without a pool, but its convolution sees every input cell. With
+    settings.separable every block after the first factorises its convolution into a 3x3 depthwise one
+    (with its own BN-ReLU) and a 1x1 pointwise one, as MobileNet does; the first block, fed one or four
+    channels, keeps the full convolution."""
+    tf = tf_setup(settings.seed)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=(frames, n_features, 1), name="logmel")
+    x = inputs
+    if settings.space_to_depth:
+        if frames % 2 or n_features % 2:
+            raise ValueError("space_to_depth needs an even window: %d frames x %d bands" % (frames, n_features))
+        x = layers.Reshape((frames // 2, 2, n_features // 2, 2), name="blocks")(x)
+        x = layers.Permute((1, 3, 2, 4), name="blocks_last")(x)
+        x = layers.Reshape((frames // 2, n_features // 2, 4), name="space_to_depth")(x)
+    for i, width in enumerate(settings.filters):
+        stride = settings.stem_stride if i == 0 else 1
+        if settings.separable and i > 0:
+            x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise%d" % i)(x)
+            x = layers.BatchNormalization(name="depthwise_bn%d" % i)(x)
+            x = layers.ReLU(name="depthwise_relu%d" % i)(x)
+            x = layers.Conv2D(width, 1, use_bias=False, name="conv%d" % i)(x)
+        else:
+            x = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False, name="conv%d" % i)(x)
+        x = layers.BatchNormalization(name="bn%d" % i)(x)
+        x = layers.ReLU(name="relu%d" % i)(x)
+        half_resolution_stem = i == 0 and (stride != 1 or settings.space_to_depth)
+        if i < len(settings.filters) - 1 and not half_resolution_stem:
+            x = layers.MaxPooling2D(2, name="pool%d" % i)(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(settings.dropout, name="dropout")(x)
+    outputs = layers.Dense(n_labels, name="logits")(x)
+    return tf.keras.Model(inputs, outputs, name="serd_emotion")
+
+
+def embedding_model(model):
+    """The network up to its pooled embedding (the input of the dense logits), sharing the trained weights."""
+    import tensorflow as tf
+
+    return tf.keras.Model(model.inputs, model.get_layer("gap").output, name="serd_emotion_embedding")
+
+
+def sample_weights(labels: np.ndarray, clip_index: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per-window weights: classes balanced, each clip counted once however many windows it has."""
+    windows_per_clip = np.bincount(clip_index)
+    per_window = 1.0 / windows_per_clip[clip_index]
+    class_mass = np.bincount(labels, weights=per_window, minlength=n_labels)
+    weights = per_window / np.maximum(class_mass[labels], 1e-9)
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def epoch_data(versions: list[WindowSet], clip_labels: np.ndarray, rng: np.random.Generator,
+               teacher_logits: list[np.ndarray] | None = None) -> tuple:
+    """One version per clip (0 = clean, others augmented copies).
+
+    Returns windows, labels, clip ids and the teacher's logits of those windows (None without a teacher).
+    """
+    n_clips = len(clip_labels)
+    chosen = rng.integers(0, len(versions), size=n_clips)
+    masks = [chosen[v.clip_index] == k for k, v in enumerate(versions)]
+    windows = np.concatenate([v.windows[m] for v, m in zip(versions, masks)])
+    clip_index = np.concatenate([v.clip_index[m] for v, m in zip(versions, masks)])
+    teacher = None if teacher_logits is None else np.concatenate([t[m] for t, m in zip(teacher_logits, masks)])
+    return windows, clip_labels[clip_index], clip_index, teacher
+
+
+def distillation_loss(tf, settings: TrainSettings, n_labels: int = N_LABELS):
+    """Targets are [one-hot | teacher softmax at T]: (1 - w) CE(hard) + w T² CE(teacher_T, student_T)."""
+    weight, temperature = settings.distill_weight, settings.distill_temperature
+
+    def loss(targets, logits):
+        hard = tf.nn.softmax_cross_entropy_with_logits(targets[:, :n_labels], logits)
+        soft = tf.nn.softmax_cross_entropy_with_logits(targets[:, n_labels:], logits / temperature)
+        return (1.0 - weight) * hard + weight * temperature ** 2 * soft
+
+    return loss
+
+
+def hard_accuracy(tf, n_labels: int = N_LABELS):
+    """Accuracy against the one-hot part of the targets."""
+    def accuracy(targets, logits):
+        return tf.cast(tf.equal(tf.argmax(targets[:, :n_labels], 1), tf.argmax(logits, 1)), tf.float32)
+
+    return accuracy
+
+
+def train(versions: list[WindowSet], clip_labels: np.ndarray, settings: TrainSettings, validation=None,
+          teacher_logits: list[np.ndarray] | None = None) -> tuple:
+    """Train on versions[0] (clean) plus augmented versions; returns (model, history dict).
+
+    With settings.distill_weight > 0, teacher_logits[k] holds the teacher's logits of versions[k]'s windows.
+    """
+    from serd.metrics import softmax
+
+    tf = tf_setup(settings.seed)
+    distilling = settings.distill_weight > 0
+    if distilling and teacher_logits is None:
+        raise ValueError("distill_weight > 0 needs teacher_logits")
+    frames, n_features = versions[0].windows.shape[1:3]
+    model = build_model(frames, n_features, settings)
+    steps = settings.epochs * int(np.ceil(len(versions[0].windows) / settings.batch_size))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
+    if distilling:
+        loss, metric = distillation_loss(tf, settings), hard_accuracy(tf)
+    else:
+        loss = tf.keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=settings.label_smoothing)
+        metric = "accuracy"
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=loss, weighted_metrics=[metric])
+    rng = np.random.default_rng(settings.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(settings.epochs):
+        windows, labels, clip_index, teacher = epoch_data(versions, clip_labels, rng, teacher_logits if distilling else None)
+        if settings.spec_augment:
+            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        weights = sample_weights(labels, clip_index, N_LABELS)
+        targets = np.eye(N_LABELS, dtype=np.float32)[labels]
+        if teacher is not None:
+            soft = softmax(teacher, settings.distill_temperature).astype(np.float32)
+            targets = np.concatenate([targets, soft], axis=1)
+        fit = model.fit(windows[..., None], targets, sample_weight=weights, batch_size=settings.batch_size,
+                        epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        _record(history, fit.history, validation(model, epoch) if validation else {})
+        log.debug("epoch %d/%d loss %.3f", epoch + 1, settings.epochs, fit.history["loss"][-1])
+    return model, history
+
+
+def _record(history: dict, fit_history: dict, extra: dict) -> None:
+    """Append this epoch's numbers to history."""
+    for key, values in list(fit_history.items()) + [(k, [v]) for k, v in extra.items()]:
+        history.setdefault(key, []).append(float(values[-1]))
+
+
+def masked_loss(tf, n_labels: int):
+    """Targets are [one-hot | class mask]: cross-entropy over the classes the clip's corpus has, so a class
+    its corpus lacks is neither taught as right nor as wrong."""
+    def loss(targets, logits):
+        mask = targets[:, n_labels:]
+        return tf.nn.softmax_cross_entropy_with_logits(targets[:, :n_labels], logits + (mask - 1.0) * MASKED_LOGIT)
+
+    return loss
+
+
+def drawn_windows(versions: list[WindowSet], drawn: np.ndarray, chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Window indices (into each version) of the drawn clips in their chosen versions; returns (windows, clip of each)."""
+    parts, owners = [], []
+    for k, version in enumerate(versions):
+        clips_here = drawn[chosen == k]
+        starts = np.searchsorted(version.clip_index, clips_here, side="left")
+        ends = np.searchsorted(version.clip_index, clips_here, side="right")
+        index = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if len(clips_here) else np.zeros(0, np.int64)
+        parts.append(version.windows[index.astype(np.int64)])
+        owners.append(np.repeat(np.arange(len(drawn))[chosen == k], ends - starts))
+    return np.concatenate(parts), np.concatenate(owners)
+
+
+def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray, draw_p: np.ndarray,
+                settings: TrainSettings, draws_per_epoch: int) -> tuple:
+    """Train on clips drawn (with replacement) by draw_p, each in a random version, every clip's windows counted
+    once; the loss runs over the classes of the clip's corpus (class_mask). Returns (model, history dict)."""
+    tf = tf_setup(settings.seed)
+    n_labels = class_mask.shape[1]
+    frames, n_features = versions[0].windows.shape[1:3]
+    model = build_model(frames, n_features, settings, n_labels)
+    windows_per_draw = len(versions[0].windows) / max(1, len(clip_labels))
+    steps = settings.epochs * int(np.ceil(draws_per_epoch * windows_per_draw / settings.batch_size))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
+    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=masked_loss(tf, n_labels),
+                  weighted_metrics=[hard_accuracy(tf, n_labels)])
+    rng = np.random.default_rng(settings.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(settings.epochs):
+        drawn = rng.choice(len(clip_labels), size=draws_per_epoch, p=draw_p)
+        windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
+        if settings.spec_augment:
+            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
+        clip = drawn[owner]
+        targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
+        fit = model.fit(windows[..., None], targets, sample_weight=(weights / weights.mean()).astype(np.float32),
+                        batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        _record(history, fit.history, {})
+        log.info("epoch %d/%d loss %.3f", epoch + 1, settings.epochs, fit.history["loss"][-1])
+    return model, history
+
+
+def predict_logits(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Float logits for (n, frames, bands) windows."""
+    if len(windows) == 0:
+        return np.zeros((0, int(model.outputs[0].shape[-1])), dtype=np.float32)
+    return np.asarray(model.predict(windows[..., None], batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def clip_probs(window_logits: np.ndarray, clip_index: np.ndarray, n_clips: int, temperature: float = 1.0) -> tuple:
+    """Mean of window softmaxes per clip (what `serd analyze` does); returns (probs, has_windows)."""
+    from serd.metrics import softmax
+
+    probs = softmax(window_logits, temperature)
+    sums = np.zeros((n_clips, probs.shape[1]))
+    np.add.at(sums, clip_index, probs)
+    counts = np.bincount(clip_index, minlength=n_clips)
+    has_windows = counts > 0
+    sums[has_windows] /= counts[has_windows, None]
+    return sums, has_windows

@@ -1,0 +1,59 @@
+"""The multi-corpus training recipes studied leave-one-corpus-out, and the test conditions of real rooms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tools.model import augment
+from tools.model.nn import TrainSettings
+
+ROOM_AUGMENT = augment.AudioAugment(reverb_prob=0.4, telephone_prob=0.2)  # noise, gain, shift, speed, rooms, phone lines
+WIDE_CNN = {"filters": (16, 32, 64, 128), "batch_size": 64}  # four plain conv blocks, 99 k parameters: 4x faster to train than 1.5.0's separable net
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way of training on many corpora."""
+
+    name: str
+    description: str
+    settings: TrainSettings
+    draws_per_epoch: int  # clips drawn per epoch by corpus/speaker/class balance (with replacement)
+
+
+RECIPES = (
+    Recipe("multi7", "7 shared labels, loss masked to each corpus's classes, corpora/speakers/classes drawn equally; "
+           "plain 4-block CNN (16, 32, 64, 128 filters) on per-window CMVN log-mel; 2 augmented copies (noise 5-30 dB, "
+           "gain, shift, speed, reverberation RT60 0.2-0.8 s on 40 %, telephone band on 20 %) + SpecAugment; "
+           "30 epochs of 1400 draws, batch 64",
+           TrainSettings(epochs=30, spec_augment=True, aug_copies=2, audio=ROOM_AUGMENT, **WIDE_CNN), 1400),
+    Recipe("multi7long", "multi7 trained twice as long (40 epochs of 2100 draws): multi7 scored 41 % on unseen RAVDESS "
+           "speakers with RAVDESS in training, far below RAVDESS-only models (60-67 %), so it under-fits; with heavy "
+           "augmentation, longer training closed that gap on RAVDESS (model-notes)",
+           TrainSettings(epochs=40, spec_augment=True, aug_copies=2, audio=ROOM_AUGMENT, **WIDE_CNN), 2100),
+    Recipe("multi7x4", "multi7 trained four times as long (60 epochs of 2800 draws, twice multi7long): doubling the "
+           "training lifted LOCO from 31.7 to 36.1 % and four of five corpora, and unseen RAVDESS speakers with RAVDESS "
+           "in training still score 48 %, below RAVDESS-only models (60-67 %), so the network still under-fits",
+           TrainSettings(epochs=60, spec_augment=True, aug_copies=2, audio=ROOM_AUGMENT, **WIDE_CNN), 2800),
+)
+DEFAULT = "multi7x4"  # the best of the three on LOCO (37.9 against 36.1 and 31.7 %)
+
+NOISY_SNR_DB = 10.0
+CONDITIONS = {  # test-time versions of every held-out clip: what a car, a hall, a phone line and a bad gain do
+    "noise_10db": augment.AudioAugment(noise_prob=1.0, snr_db_min=NOISY_SNR_DB, snr_db_max=NOISY_SNR_DB, gain_db_max=0.0,
+                                       shift_ms_max=0.0, speeds=()),
+    "reverb_rt60_0.6s": augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0, shift_ms_max=0.0, speeds=(), reverb_prob=1.0,
+                                             rt60_s_min=0.6, rt60_s_max=0.6),
+    "telephone": augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0, shift_ms_max=0.0, speeds=(), telephone_prob=1.0),
+    "level_-20db": augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0, shift_ms_max=0.0, speeds=(), gain_db=-20.0),
+    "clipped_+20db": augment.AudioAugment(noise_prob=0.0, gain_db_max=0.0, shift_ms_max=0.0, speeds=(), gain_db=20.0),
+}
+CONDITION_COPY = 100  # the augmentation seed's copy number for test conditions (training copies are 1..aug_copies)
+
+
+def recipe(name: str) -> Recipe:
+    """The recipe called name; ValueError lists the known ones."""
+    for candidate in RECIPES:
+        if candidate.name == name:
+            return candidate
+    raise ValueError("unknown recipe %r (known: %s)" % (name, ", ".join(r.name for r in RECIPES)))
