@@ -77,7 +77,7 @@ def narrate(wav_path: Path, out: TextIO) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: python -m tools.demo [--narrate] OUT.wav."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path)
     parser.add_argument("--narrate", action="store_true", help="print each line of OUT.wav's script as it plays")
     args = parser.parse_args(argv)

@@ -184,7 +184,7 @@ def scaling_model(runs: list[dict], scheduler: dict, writer: dict, files: int, a
 
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement and write the JSON."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.batch", description=__doc__.splitlines()[0])
     parser.add_argument("--audio-h", type=float, default=1.0, help="hours of corpus clips (default 1)")
     parser.add_argument("--workers", default="1,2", help="local worker counts to time (default 1,2)")
     parser.add_argument("--tiny-tasks", type=int, default=5000, help="no-op tasks for the scheduler's cost per task")

@@ -73,7 +73,7 @@ def measure(folder: Path, files: list[Path], seconds: float) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure every source count and write the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.bench.sources", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="measured seconds of each run (after a %.0f s warm-up)" % WARMUP_S)
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     parser.add_argument("--out", type=Path, default=OUT_PATH)

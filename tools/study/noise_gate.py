@@ -40,7 +40,7 @@ DEFAULT_OUT = Path("docs/noise_gate.json")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command line of the measurement."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.study.noise_gate", description=__doc__.splitlines()[0])
     parser.add_argument("--clips-per-corpus", type=int, default=60, help="speech clips drawn from each corpus")
     parser.add_argument("--noise-s", type=float, default=60.0, help="seconds of each noise")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
