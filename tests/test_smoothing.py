@@ -1,9 +1,11 @@
 """Smoother: silence first, hysteresis, dwell, periodic state, uncertain below min_confidence, silence at the end of speech."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from serd.config import SmoothingConfig
 from serd.events import SILENCE_LABEL, UNCERTAIN_LABEL
@@ -130,3 +132,56 @@ def test_silence_confidence_in_the_events_doc_is_what_serd_sends():
     assert examples and all(example["confidence"] == silence.confidence for example in examples)
     monitor_lines = [line for line in doc.splitlines() if "emotion-changed silence" in line]
     assert monitor_lines and all(" %.2f " % silence.confidence in line for line in monitor_lines)
+
+
+def test_an_update_cannot_be_changed_once_made():
+    (update,) = make().push(probs(0.2, 0.7, 0.1), 0.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        update.label = "angry"
+
+
+def test_state_is_due_every_interval_in_seconds_not_before():
+    smoother = make(state_interval_ms=500)
+    smoother.push(probs(0.2, 0.7, 0.1), 0.0)
+    kinds = [[u.kind for u in smoother.push(probs(0.2, 0.7, 0.1), t)] for t in (0.25, 0.4997, 0.5, 0.8, 1.05, 1.3)]
+    assert kinds == [[], [], ["state"], [], ["state"], []], "500 ms is half a second, counted from the last update"
+
+
+def test_dwell_is_counted_in_seconds_with_its_fraction():
+    smoother = make(min_dwell_ms=1500, hysteresis=0.0)
+    smoother.push(probs(0.2, 0.7, 0.1), 0.0)
+    assert smoother.push(probs(0.1, 0.1, 0.8), 1.2) == [], "1.2 s is short of a 1.5 s dwell"
+    assert smoother.push(probs(0.1, 0.1, 0.8), 1.4997) == [], "a hair short of the dwell is short"
+    assert changes(smoother.push(probs(0.1, 0.1, 0.8), 1.5)) == [("changed", "angry", "happy")]
+
+
+def test_a_margin_of_exactly_the_hysteresis_switches():
+    smoother = make(hysteresis=0.25, min_dwell_ms=0)
+    smoother.push(probs(0.0, 1.0, 0.0), 0.0)
+    assert smoother.push(probs(0.3, 0.25, 0.45), 0.5) == [], "0.45 is short of 0.25 + 0.25"
+    assert changes(smoother.push(probs(0.0, 0.25, 0.5), 1.0)) == [("changed", "angry", "happy")]
+
+
+def test_a_label_held_by_the_hysteresis_reports_its_own_probability():
+    smoother = Smoother(("calm", "zealous"), SmoothingConfig(windows=1, hysteresis=0.3, min_dwell_ms=0, min_confidence=0.0,
+                                                            state_interval_ms=500))
+    smoother.push(np.array([0.1, 0.9]), 0.0)  # "zealous" sorts after "uncertain": its name must not make it uncertain
+    (state,) = smoother.push(np.array([0.55, 0.45]), 0.5)
+    assert (state.kind, state.label, state.confidence) == ("state", "zealous", 0.45), "the held label's, not the top one's"
+    smoother = make(state_interval_ms=500, min_dwell_ms=0)
+    smoother.push(probs(0.2, 0.7, 0.1), 0.0)
+    (state,) = smoother.push(probs(0.1, 0.42, 0.48), 0.5)
+    assert (state.kind, state.label, state.confidence) == ("state", "happy", 0.42)
+
+
+def test_a_label_named_after_uncertain_still_needs_the_margin():
+    smoother = Smoother(("calm", "zealous"), SmoothingConfig(windows=1, hysteresis=0.3, min_dwell_ms=0, min_confidence=0.0,
+                                                            state_interval_ms=2000))
+    smoother.push(np.array([0.9, 0.1]), 0.0)
+    assert smoother.push(np.array([0.45, 0.55]), 0.5) == [] and smoother.label == "calm"
+
+
+def test_probabilities_and_confidence_are_rounded_to_four_decimals():
+    (update,) = make().push(probs(0.123456, 0.765432, 0.111112), 0.5)
+    assert update.probabilities == {"neutral": 0.1235, "happy": 0.7654, "angry": 0.1111}
+    assert update.confidence == 0.7654
