@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from serd.features import normalise_window
 from serd.windows import WindowAssembler, WindowParams
@@ -114,3 +118,60 @@ def test_one_frame_windows_hold_one_frame():
 
 def test_params_round_trip():
     assert WindowParams.from_dict(PARAMS.to_dict()) == PARAMS
+
+
+def offline_windows(frames: np.ndarray, params: WindowParams) -> list[tuple[int, np.ndarray]]:
+    """The documented rule on a whole segment: (frames seen when released, raw window) for a window ending every hop
+    from the first full window on, then the end-aligned last one (half a hop after the previous), or the repeated
+    short segment."""
+    count = len(frames)
+    released = [(end, frames[end - params.frames : end]) for end in range(params.frames, count + 1, params.hop_frames)]
+    if not released:
+        if count >= params.min_frames:
+            released.append((count, np.resize(frames, (params.frames, frames.shape[1]))))
+    elif count - released[-1][0] >= max(1, params.hop_frames // 2):
+        released.append((count, frames[count - params.frames :]))
+    return released
+
+
+def next_window_end(total: int, params: WindowParams) -> int:
+    """The frame count at which the next window of a segment is released (without the end-of-segment one)."""
+    if total < params.frames:
+        return params.frames
+    return params.frames + params.hop_frames * ((total - params.frames) // params.hop_frames + 1)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=st.integers(1, 24), hop=st.integers(1, 30), data=st.data())
+def test_windows_follow_the_offline_rule_for_any_geometry_and_chunking(size, hop, data):
+    params = WindowParams(frames=size, hop_frames=hop, min_frames=data.draw(st.integers(1, size)))
+    frames = segment_frames(data.draw(st.integers(0, 4 * size + 2 * hop)), seed=size * 31 + hop)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(frames)), max_size=12)))
+    assembler = WindowAssembler(params, N_FEATURES, normalise=data.draw(st.booleans()))
+    online = []
+    for start, stop in zip([0] + cuts, cuts + [len(frames)]):
+        due = next_window_end(assembler.total_frames, params)
+        assert assembler.frames_to_next_window == due - assembler.total_frames, "frames still to push before the next window"
+        online += assembler.push_counted(frames[start:stop])
+        assert assembler.total_frames == stop
+    online += [(len(frames), window) for window in assembler.finish()]
+    expected = offline_windows(frames, params)
+    assert [end for end, _ in online] == [end for end, _ in expected]
+    for (_, got), (_, want) in zip(online, expected):
+        np.testing.assert_array_equal(got, normalise_window(want) if assembler.normalise else want)
+
+
+def test_a_geometry_beyond_small_integers_still_hops():
+    """600-frame windows every 300 frames (6 s every 3 s): counts past 256 compare by value."""
+    params = WindowParams(frames=600, hop_frames=300, min_frames=300)
+    ends = [end for end, _ in WindowAssembler(params, N_FEATURES).push_counted(segment_frames(1500))]
+    assert ends == [600, 900, 1200, 1500]
+
+
+def test_the_default_geometry_is_two_second_windows_every_half_second():
+    assert (PARAMS.frames, PARAMS.hop_frames, PARAMS.min_frames) == (200, 50, 50)
+
+
+def test_window_params_cannot_be_changed_once_made():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PARAMS.hop_frames = 10
