@@ -175,3 +175,14 @@ def test_the_default_geometry_is_two_second_windows_every_half_second():
 def test_window_params_cannot_be_changed_once_made():
     with pytest.raises(dataclasses.FrozenInstanceError):
         PARAMS.hop_frames = 10
+
+
+def test_a_hop_of_two_frames_closes_with_a_window_one_frame_after_the_last():
+    """Half a hop of 2 frames is 1 frame: a segment ending 1 frame after a window gets an end-aligned last one."""
+    params = WindowParams(frames=4, hop_frames=2, min_frames=1)
+    assembler = WindowAssembler(params, N_FEATURES, normalise=False)
+    frames = segment_frames(7)
+    ends = [end for end, _ in assembler.push_counted(frames)]
+    (last,) = assembler.finish()
+    assert ends == [4, 6]
+    np.testing.assert_array_equal(last, frames[3:7])
