@@ -33,7 +33,7 @@ PYTEST = "python -m pytest -x -q -p no:cacheprovider"
 # Stage module -> the tests that exercise it (its own module's tests first, then end-to-end ones).
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "serd/smoothing.py": ("tests/test_smoothing.py",),
-    "serd/vad.py": ("tests/test_vad.py",),
+    "serd/vad.py": ("tests/test_vad.py", "tests/test_noisegate.py", "tests/test_frontend.py"),
     "serd/ringbuffer.py": ("tests/test_ringbuffer.py", "tests/test_properties.py"),
     "serd/windows.py": ("tests/test_windows.py",),
     "serd/features.py": ("tests/test_features.py", "tests/test_properties.py"),
