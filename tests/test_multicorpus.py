@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import SHARED_DIR
 from tests.support_cli import serd, write_manifest
+from serd.features import FeatureParams
 from tools.model import augment, corpora, data, recipes
 from tools.train import multicorpus
 
@@ -97,6 +98,26 @@ def test_fixed_gain_clips_loud_speech_at_the_int16_limits():
     louder = augment.apply(samples, augment.AudioAugment(noise_prob=0, gain_db_max=0, shift_ms_max=0, speeds=(), gain_db=20.0),
                            np.random.default_rng(0))
     assert louder.max() == augment.INT16_MAX and louder.min() == augment.INT16_MIN
+
+
+def test_frequency_warp_moves_a_band_to_the_band_of_its_scaled_frequency():
+    centres_hz = augment.band_centres_hz(FeatureParams())
+    band = int(np.argmin(np.abs(centres_hz - 1000.0)))
+    window = np.zeros((1, 5, len(centres_hz)), np.float32)
+    window[0, :, band] = 1.0
+    warped = augment.warp_bands(np.repeat(window, 3, axis=0), np.array([1.0, 1.2, 1 / 1.2]))
+    np.testing.assert_array_equal(warped[0], window[0])
+    assert int(np.argmax(warped[1, 0])) == int(np.argmin(np.abs(centres_hz - centres_hz[band] * 1.2))) > band  # a smaller voice: higher
+    assert int(np.argmax(warped[2, 0])) == int(np.argmin(np.abs(centres_hz - centres_hz[band] / 1.2))) < band
+    assert warped.min() >= 0.0 and warped.max() <= 1.0  # interpolated between bands, never beyond them
+
+
+def test_frequency_warp_holds_the_edge_bands_and_draws_a_factor_per_window():
+    ramp = np.tile(np.arange(40, dtype=np.float32), (6, 3, 1))
+    warped = augment.freq_warp(ramp, 1.2, np.random.default_rng(0))
+    assert warped.min() >= 0.0 and warped.max() <= 39.0
+    assert len({tuple(np.round(w[0], 4)) for w in warped}) == len(ramp)  # six windows, six factors
+    assert np.all(np.diff(warped[:, 0, :], axis=1) >= 0)  # the axis is stretched or squeezed, never reordered
 
 
 def tiny_corpus(root: Path, name: str, source: str, speakers: tuple[str, ...], per_emotion: int) -> Path:

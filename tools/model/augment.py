@@ -1,5 +1,5 @@
 """Augmentation: audio (noise at a controlled SNR, gain, time shift, speed, room reverberation, telephone
-band) and SpecAugment masks."""
+band), SpecAugment masks and frequency warping (vocal tract length perturbation) of log-mel windows."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import butter, fftconvolve, resample_poly, sosfilt
+
+from serd.features import FeatureParams, hz_to_mel, mel_to_hz
 
 INT16_MAX = 32767
 INT16_MIN = -32768
@@ -152,3 +154,35 @@ def _mask(out: np.ndarray, rng: np.random.Generator, n: int, length: int, width_
         out[stripe[:, :, None].repeat(out.shape[2], axis=2)] = 0.0
     else:
         out[stripe[:, None, :].repeat(out.shape[1], axis=1)] = 0.0
+
+
+def band_centres_hz(params: FeatureParams) -> np.ndarray:
+    """Centre frequency of every mel band of params (the peaks of serd's triangular filters)."""
+    edges_mel = np.linspace(hz_to_mel(params.fmin_hz), hz_to_mel(params.fmax_hz), params.n_mels + 2)
+    return mel_to_hz(edges_mel[1:-1])
+
+
+def freq_warp(batch: np.ndarray, max_factor: float, rng: np.random.Generator,
+              params: FeatureParams = FeatureParams()) -> np.ndarray:
+    """Copy of a (n, frames, bands) log-mel batch, each window warped by a factor drawn log-uniformly in
+    [1 / max_factor, max_factor] (vocal tract length perturbation, Jaitly & Hinton 2013)."""
+    factors = np.exp(rng.uniform(-np.log(max_factor), np.log(max_factor), size=len(batch)))
+    return warp_bands(batch, factors, params)
+
+
+def warp_bands(batch: np.ndarray, factors: np.ndarray, params: FeatureParams = FeatureParams()) -> np.ndarray:
+    """Copy of a (n, frames, bands) log-mel batch whose frequency axis is scaled by factors[i] in window i: the
+    same speech as a smaller (> 1) or larger voice, pitch and formants together, tempo unchanged. Band b takes
+    the value at frequency centre_b / factor, interpolated between bands and held at the edges."""
+    bands = batch.shape[2]
+    centres_hz = band_centres_hz(params)
+    centres_mel = hz_to_mel(centres_hz)
+    source_mel = hz_to_mel(centres_hz[None, :] / np.asarray(factors, dtype=np.float64)[:, None])
+    position = np.clip(np.round((source_mel - centres_mel[0]) / (centres_mel[1] - centres_mel[0]), 9), 0, bands - 1)
+    low = np.minimum(np.floor(position).astype(np.int64), bands - 2)
+    frac = position - low
+    weights = np.zeros((len(batch), bands, bands), dtype=batch.dtype)  # weights[i, source, band]
+    window, band = np.indices(low.shape)
+    weights[window, low, band] = 1.0 - frac
+    weights[window, low + 1, band] += frac
+    return np.matmul(batch, weights)

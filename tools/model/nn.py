@@ -32,6 +32,7 @@ class TrainSettings:
     dropout: float = 0.3
     label_smoothing: float = 0.0
     spec_augment: bool = False
+    freq_warp: float = 1.0  # > 1: each drawn window's frequency axis scaled by a factor in [1/freq_warp, freq_warp] (VTLP)
     aug_copies: int = 0  # augmented audio copies per clip drawn alongside the clean one
     audio: augment.AudioAugment = augment.AudioAugment()
     distill_weight: float = 0.0  # share of the loss taken by the teacher's soft labels (0 = hard labels only)
@@ -114,6 +115,15 @@ def sample_weights(labels: np.ndarray, clip_index: np.ndarray, n_labels: int) ->
     return (weights / weights.mean()).astype(np.float32)
 
 
+def window_augment(windows: np.ndarray, settings: TrainSettings, rng: np.random.Generator) -> np.ndarray:
+    """The settings' augmentations of normalised windows, drawn anew each epoch: frequency warp, then SpecAugment."""
+    if settings.freq_warp > 1.0:
+        windows = augment.freq_warp(windows, settings.freq_warp, rng)
+    if settings.spec_augment:
+        windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+    return windows
+
+
 def epoch_data(versions: list[WindowSet], clip_labels: np.ndarray, rng: np.random.Generator,
                teacher_logits: list[np.ndarray] | None = None) -> tuple:
     """One version per clip (0 = clean, others augmented copies).
@@ -175,8 +185,7 @@ def train(versions: list[WindowSet], clip_labels: np.ndarray, settings: TrainSet
     history: dict[str, list[float]] = {}
     for epoch in range(settings.epochs):
         windows, labels, clip_index, teacher = epoch_data(versions, clip_labels, rng, teacher_logits if distilling else None)
-        if settings.spec_augment:
-            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        windows = window_augment(windows, settings, rng)
         weights = sample_weights(labels, clip_index, N_LABELS)
         targets = np.eye(N_LABELS, dtype=np.float32)[labels]
         if teacher is not None:
@@ -236,8 +245,7 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
     for epoch in range(settings.epochs):
         drawn = rng.choice(len(clip_labels), size=draws_per_epoch, p=draw_p)
         windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
-        if settings.spec_augment:
-            windows = augment.spec_augment(windows, augment.SpecAugment(), rng)
+        windows = window_augment(windows, settings, rng)
         weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
         clip = drawn[owner]
         targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
