@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from serd.config import MqttConfig
 from serd.errors import ConfigError, SerdError
 from serd.events import EmotionChanged, EmotionState, Event, Status
-from serd.publish import discovery
+import serd.publish.discovery as discovery
 from serd.publish.base import DropCounter, event_json
 from serd.publish.discovery import DeviceIdentity
 
