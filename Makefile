@@ -55,10 +55,11 @@ apt-run:
 apt-test:
 	$(call apt_install,$(RUN_PACKAGES) $(TEST_PACKAGES))
 
+# make run's venv: the daemon's runtime plus the [web] extra, for the browser view it opens beside the console monitor
 $(VENV)/.runtime: setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e ".[web]"
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime

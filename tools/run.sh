@@ -13,10 +13,10 @@ helpers=()
 trap 'exit 0' INT
 trap 'kill "${helpers[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -f "$web_log"' EXIT
 
-# The browser view beside the console monitor, when the [web] extra is installed (make run installs only the runtime).
+# The browser view beside the console monitor (make run installs the [web] extra; a venv without it goes on without the view).
 start_web_view() {
     if ! .venv/bin/python -c "import aiohttp" 2>/dev/null; then
-        echo "no browser view: it needs the web extra (.venv/bin/pip install -e '.[web]'; make test installs it)"
+        echo "no browser view: it needs the web extra (.venv/bin/pip install -e '.[web]')"
         return
     fi
     "$SERD" web --listen "$web_listen" --events "$endpoint" 2>"$web_log" &
