@@ -32,10 +32,19 @@ class Publisher(Protocol):
         """Flush what can be flushed within timeout_s, then release the transport."""
 
 
+_last_encoded: tuple[Event | None, str] = (None, "")  # the event most recently encoded, and its text
+
+
 def event_json(event: Event) -> str:
     """The JSON text of an event, as every transport carries it; ValueError for a non-finite number (not JSON),
-    which the publishers count as a dropped event."""
-    return json.dumps(event.to_dict(), allow_nan=False)
+    which the publishers count as a dropped event. Events are immutable and the fan-out hands the same one to
+    every publisher in turn, so the text of the latest event is kept and encoded once."""
+    global _last_encoded
+    last, text = _last_encoded
+    if last is not event:
+        text = json.dumps(event.to_dict(), allow_nan=False)
+        _last_encoded = (event, text)
+    return text
 
 
 class DropCounter:

@@ -26,6 +26,11 @@ IPC_DIR_MODE = 0o755
 JOIN_WINDOW_MS = 250  # subscribers waiting for the bind retry within 100-200 ms (ZeroMQ's reconnect interval and jitter)
 JOIN_POLL_MS = 10
 SUBSCRIBE = 1  # first byte of a subscription message
+SEND_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)  # flags as plain ints: pyzmq's flag enums cost more than the send
+SEND_LAST = int(zmq.NOBLOCK)
+RECV_NOW = int(zmq.NOBLOCK)
+EVENTS = int(zmq.EVENTS)
+READABLE = int(zmq.POLLIN)
 QUEUE_FULL = "a subscriber's queue is full (high-water mark): it misses events until it reads again; the others get them"
 
 _bound_here: collections.Counter[str] = collections.Counter()  # ipc paths bound by this process (reloads)
@@ -140,28 +145,30 @@ class ZmqPublisher:
     def _send(self, frames: list[bytes]) -> None:
         """Send to every subscriber; when some queue is full, count the event and send it to the others."""
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            self._send_frames(frames)
             return
         except zmq.Again:
             self._drops.drop(QUEUE_FULL)
         self._socket.setsockopt(zmq.XPUB_NODROP, 0)
         try:
-            self._socket.send_multipart(frames, zmq.NOBLOCK)
+            self._send_frames(frames)
         finally:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+
+    def _send_frames(self, frames: list[bytes]) -> None:
+        """[topic, JSON] as one message without blocking (zmq.Again when it cannot go: the first frame decides)."""
+        self._socket.send(frames[0], SEND_MORE)
+        self._socket.send(frames[1], SEND_LAST)
 
     def _drain_subscriptions(self) -> None:
         """Read (and count) the subscription messages XPUB hands up, so they do not pile up in memory.
 
-        A non-blocking read also lets the socket take in its pending commands, among them the news that
-        a subscriber's queue has room again."""
-        try:
-            while True:
-                message = self._socket.recv(zmq.NOBLOCK)
-                if message[:1] == bytes([SUBSCRIBE]):
-                    self._subscriptions += 1
-        except zmq.Again:
-            return
+        Asking for the socket's events also lets it take in its pending commands, among them the news that
+        a subscriber's queue has room again; it reads only when a message waits (no exception per event)."""
+        while self._socket.getsockopt(EVENTS) & READABLE:
+            message = self._socket.recv(RECV_NOW)
+            if message[:1] == bytes([SUBSCRIBE]):
+                self._subscriptions += 1
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Give queued messages up to min(linger, timeout) to leave, then close and remove the ipc file."""
