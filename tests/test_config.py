@@ -118,6 +118,12 @@ def test_out_of_range_value_names_section_and_key(tmp_path, section, key):
         load_config(path)
 
 
+def test_a_misspelt_gate_is_refused_naming_every_gate(tmp_path):
+    path = write(tmp_path, "[vad]\ngate = silero_talker\n")
+    with pytest.raises(ConfigError, match=r"^\[vad\] gate: 'silero_talker' must be webrtc, silero or silero-talker$"):
+        load_config(path)
+
+
 def test_every_rule_has_a_bad_value():
     assert {(section, key) for section, key, _, _ in RULES} == set(BAD_VALUES)
 
@@ -153,7 +159,8 @@ def test_bad_zmq_endpoint():
     [("vad", "aggressiveness", "0"), ("vad", "aggressiveness", "3"), ("source", "chunk_ms", "5"),
      ("source", "chunk_ms", "1000"), ("source", "ring_s", "2"), ("mqtt", "port", "65535"),
      ("smoothing", "hysteresis", "0"), ("smoothing", "min_dwell_ms", "0"), ("vad", "pre_roll_ms", "0"),
-     ("smoothing", "min_confidence", "0"), ("smoothing", "min_confidence", "0.99")],
+     ("smoothing", "min_confidence", "0"), ("smoothing", "min_confidence", "0.99"), ("vad", "gate", "silero"),
+     ("vad", "gate", "silero-talker")],
 )
 def test_boundary_values_accepted(section, key, value):
     config = load_config(overrides={section: {key: value}})

@@ -1,4 +1,4 @@
-"""The [vad] gate in noise: steady noise opens no segment, corpus speech still does (real files, real serd)."""
+"""The [vad] gate in noise: steady noise and babble open no segment, corpus speech still does (real files, real serd)."""
 
 import json
 import wave
@@ -10,11 +10,15 @@ import pytest
 from serd.audio import load_audio
 from serd.frontend import SegmentStarted, SpeechFrontend
 from serd.features import FeatureParams
+from serd.manifest import read_manifests
+from serd.noisegate import periodicity
 from serd.ringbuffer import RingBuffer
 from serd.vad import VadGate, VadParams
 from serd.windows import WindowParams
 from tests.conftest import SHARED_DIR
 from tests.support_cli import serd
+from tools.model.corpora import default_manifests
+from tools.study.noise_gate import at_level, babble
 
 SAMPLE_RATE_HZ = 16000
 NOISE_LEVEL_DBFS = -20.0  # webrtcvad alone calls all of this voiced
@@ -62,6 +66,21 @@ def corpus_clips() -> dict[str, np.ndarray]:
 
 
 SILERO = VadParams(gate="silero")
+TALKER = VadParams(gate="silero-talker")
+BABBLE_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def babble_mix() -> np.ndarray:
+    """BABBLE_S of 8 corpus voices talking at once (two of each of four corpora), unscaled."""
+    mix, speakers = babble(read_manifests(default_manifests()), int(BABBLE_S * SAMPLE_RATE_HZ), np.random.default_rng(24))
+    assert len(set(speakers)) == 8
+    return mix
+
+
+def share_passed(samples: np.ndarray, params: VadParams) -> float:
+    """The share of samples inside the gate's segments."""
+    return sum(end - start for start, end in segments(samples, params)) / len(samples)
 
 
 def test_a_minute_of_white_noise_through_serd_run_gives_no_speech_and_no_emotion(tmp_path):
@@ -110,9 +129,45 @@ def test_a_bad_gate_is_one_line_naming_the_key(tmp_path):
     config.write_text("[vad]\ngate = energy\n")
     result = serd("check-config", config, text=True)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == ["serd: error: [vad] gate: 'energy' must be webrtc or silero"]
+    assert result.stderr.strip().splitlines() == ["serd: error: [vad] gate: 'energy' must be webrtc, silero or silero-talker"]
 
 
 def test_the_gate_refuses_an_unknown_kind():
-    with pytest.raises(ValueError, match="^vad gate must be one of webrtc, silero, not 'energy'$"):
+    with pytest.raises(ValueError, match="^vad gate must be one of webrtc, silero, silero-talker, not 'energy'$"):
         VadGate(VadParams(gate="energy"), SAMPLE_RATE_HZ)
+
+
+@pytest.mark.parametrize("level_dbfs", [-45.0, -40.0])
+def test_babble_of_eight_voices_passes_the_talker_gate_as_almost_no_speech(babble_mix, level_dbfs):
+    noise = at_level(babble_mix, level_dbfs)
+    assert share_passed(noise, SILERO) > 0.1  # the Silero model alone calls some of a crowd speech
+    assert share_passed(noise, TALKER) <= 0.05
+
+
+def test_the_talker_gate_keeps_what_webrtcvad_calls_speech_on_each_corpus_clip(corpus_clips):
+    for name, clip in corpus_clips.items():
+        reference = segments(clip, VadParams(gate="webrtc"))
+        kept = segments(clip, TALKER)
+        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in reference)
+        assert overlap >= 0.6 * sum(end - start for start, end in reference), name  # ravdess's keeps 74 %
+
+
+def test_a_talker_after_babble_opens_one_segment_in_the_talk_whatever_the_chunk_size(corpus_clips, babble_mix):
+    crowd = at_level(babble_mix, -50.0)
+    talk = corpus_clips["emovo"]
+    lead = 8 * SAMPLE_RATE_HZ
+    stream = crowd.copy()
+    stream[lead : lead + len(talk)] = np.clip(stream[lead : lead + len(talk)].astype(np.int32) + talk, -32768, 32767)
+    for chunk_samples in (480, 1024, 16000):
+        found = segments(stream, TALKER, chunk_samples)
+        assert len(found) == 1, chunk_samples
+        assert lead - SAMPLE_RATE_HZ <= found[0][0] < lead + len(talk) <= found[0][1] + SAMPLE_RATE_HZ
+
+
+def test_a_voiced_chunk_repeats_at_its_pitch_period_and_the_crowd_less(corpus_clips, babble_mix):
+    vowel = corpus_clips["savee"].astype(np.float64)
+    loudest = int(np.argmax(np.convolve(vowel**2, np.ones(512), "valid")))
+    assert periodicity(vowel[loudest : loudest + 512]) > 0.85
+    crowd = [periodicity(babble_mix[i : i + 512]) for i in range(0, len(babble_mix) - 512, 8000)]
+    assert np.mean(crowd) < 0.7
+    assert periodicity(np.random.default_rng(3).standard_normal(512)) < 0.4
