@@ -8,6 +8,7 @@ share of noise time inside the gate's segments. Speech: --clips-per-corpus clips
 under ../shared/corpora, drawn seeded; speech time = the time webrtcvad alone (gate webrtc) puts in
 segments on the clean clip; speech passed = the share of that time the gate under test also puts in
 segments. CPU = process time of the gate alone per audio second. The audio is read in place, never copied.
+--gates measures only some gates (webrtc, the speech time's reference, always runs).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import numpy as np
 
 from serd.audio import load_audio
 from serd.manifest import read_manifests
+from serd.noisegate import GATES
 from serd.vad import VadGate, VadParams
 from tools.model.corpora import default_manifests
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE_HZ = 16000
-GATES = ("webrtc", "silero")
 COLOURED_LEVELS_DBFS = (-30.0, -20.0)
 BABBLE_LEVELS_DBFS = (-55.0, -50.0, -45.0, -40.0)
 BABBLE_SPEAKERS = 8
@@ -44,7 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clips-per-corpus", type=int, default=60, help="speech clips drawn from each corpus")
     parser.add_argument("--noise-s", type=float, default=60.0, help="seconds of each noise")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
-    return parser.parse_args(argv)
+    parser.add_argument("--gates", default=",".join(GATES), help="comma-separated gates to measure (default: all)")
+    args = parser.parse_args(argv)
+    args.gates = tuple(dict.fromkeys(["webrtc"] + [g.strip() for g in args.gates.split(",") if g.strip()]))
+    unknown = [gate for gate in args.gates if gate not in GATES]
+    if unknown:
+        parser.error("unknown gate %s (known: %s)" % (", ".join(unknown), ", ".join(GATES)))
+    return args
 
 
 def at_level(samples: np.ndarray, level_dbfs: float) -> np.ndarray:
@@ -117,12 +124,12 @@ def covered(spans: list[tuple[int, int]], n_samples: int) -> np.ndarray:
     return mask
 
 
-def noise_results(noises: dict[str, np.ndarray], base: VadParams) -> dict:
+def noise_results(noises: dict[str, np.ndarray], base: VadParams, gates: tuple[str, ...]) -> dict:
     """Per noise and gate: the share of noise time in segments, segment count, CPU per audio second."""
     results = {}
     for name, samples in noises.items():
         results[name] = {}
-        for gate in GATES:
+        for gate in gates:
             spans, cpu_s, calls = segments(samples, replace(base, gate=gate))
             passed = covered(spans, len(samples)).mean()
             results[name][gate] = {"noise_passed": round(float(passed), 4), "segments": len(spans),
@@ -132,32 +139,32 @@ def noise_results(noises: dict[str, np.ndarray], base: VadParams) -> dict:
     return results
 
 
-def speech_results(clips: list, base: VadParams) -> dict:
-    """Per corpus: webrtcvad's speech time on the clean clips, the share the silero gate keeps, CPU."""
+def speech_results(clips: list, base: VadParams, gates: tuple[str, ...]) -> dict:
+    """Per corpus: webrtcvad's speech time on the clean clips, the share each other gate keeps, CPU."""
     totals: dict[str, dict[str, float]] = {}
     for clip in clips:
         samples = load_audio(clip.path)
         reference, webrtc_cpu_s, _ = segments(samples, replace(base, gate="webrtc"))
-        tested, silero_cpu_s, _ = segments(samples, replace(base, gate="silero"))
         speech = covered(reference, len(samples))
         row = totals.setdefault(clip.speaker.split(":", 1)[0], dict.fromkeys(
-            ("clips", "audio_s", "speech_s", "passed_s", "webrtc_cpu_s", "silero_cpu_s"), 0.0))
+            ["clips", "audio_s", "speech_s", "webrtc_cpu_s"] + ["%s_%s" % (g, k) for g in gates[1:] for k in ("passed_s", "cpu_s")], 0.0))
         row["clips"] += 1
         row["audio_s"] += len(samples) / SAMPLE_RATE_HZ
         row["speech_s"] += speech.sum() / SAMPLE_RATE_HZ
-        row["passed_s"] += (speech & covered(tested, len(samples))).sum() / SAMPLE_RATE_HZ
         row["webrtc_cpu_s"] += webrtc_cpu_s
-        row["silero_cpu_s"] += silero_cpu_s
+        for gate in gates[1:]:
+            tested, cpu_s, _ = segments(samples, replace(base, gate=gate))
+            row[gate + "_passed_s"] += (speech & covered(tested, len(samples))).sum() / SAMPLE_RATE_HZ
+            row[gate + "_cpu_s"] += cpu_s
     everything = {key: sum(row[key] for row in totals.values()) for key in next(iter(totals.values()))}
-    return {**{corpus: summarise(row) for corpus, row in sorted(totals.items())}, "all corpora": summarise(everything)}
+    return {**{corpus: summarise(row, gates) for corpus, row in sorted(totals.items())}, "all corpora": summarise(everything, gates)}
 
 
-def summarise(row: dict[str, float]) -> dict:
+def summarise(row: dict[str, float], gates: tuple[str, ...]) -> dict:
     """A corpus's speech totals as the results file reports them."""
     return {"clips": int(row["clips"]), "speech_s": round(row["speech_s"], 1),
-            "speech_passed": round(row["passed_s"] / max(row["speech_s"], 1e-9), 4),
-            "cpu_s_per_audio_s": {"webrtc": round(row["webrtc_cpu_s"] / row["audio_s"], 5),
-                                  "silero": round(row["silero_cpu_s"] / row["audio_s"], 5)}}
+            "speech_passed": {gate: round(row[gate + "_passed_s"] / max(row["speech_s"], 1e-9), 4) for gate in gates[1:]},
+            "cpu_s_per_audio_s": {gate: round(row[gate + "_cpu_s"] / row["audio_s"], 5) for gate in gates}}
 
 
 def draw_clips(clips: list, per_corpus: int, rng: np.random.Generator) -> list:
@@ -188,7 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     base = VadParams()
     results = {"command": "python -m tools.study.noise_gate", "noise_s": args.noise_s, "babble_speakers": speakers,
                "speech_time": "what gate webrtc alone puts in segments on the clean clips",
-               "noise": noise_results(noises, base), "speech": speech_results(draw_clips(clips, args.clips_per_corpus, rng), base)}
+               "clips_per_corpus": args.clips_per_corpus, "gates": list(args.gates),
+               "noise": noise_results(noises, base, args.gates),
+               "speech": speech_results(draw_clips(clips, args.clips_per_corpus, rng), base, args.gates)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     log.info("wrote %s", args.out)
