@@ -49,7 +49,7 @@ def write_model_card(card: dict, results: dict, path: Path) -> None:
     """Write the Markdown model card."""
     study = results.get("recipes", {}).get(card["training"]["recipe"], {})
     parts = [_header(card), _data_section(card), _protocol_section(results, card["training"]["recipe"]), _loco_section(study.get("loco")),
-             _conditions_section(study.get("loco")), _speakers_section(study.get("speakers"), results.get("recipes", {})),
+             _affect_section(study.get("loco")), _conditions_section(study.get("loco")), _speakers_section(study.get("speakers"), results.get("recipes", {})),
              _calibration_section(study.get("loco"), card), _whisper_section(results.get("whisper_head")), _model_section(card), _history_section(), _limits_section(),
              _reproduce_section(card, study)]
     path.write_text("\n".join(part for part in parts if part) + "\n")
@@ -109,20 +109,21 @@ def _loco_section(entry: dict | None) -> str:
                                                     _pct(scores["uar_unrestricted"]), recall))
     mean = entry["mean"]
     return ("## Leave-one-corpus-out (folds done: %s)\n\n%s\n\n**Mean UAR restricted %s**; unrestricted %s; float "
-            "network restricted %s.\n%s" % (", ".join(entry["folds_done"]), "\n".join(rows), _pm(mean["uar_restricted"]),
-                                            _pm(mean["uar_unrestricted"]), _pm(mean["float_uar_restricted"]),
-                                            _dimensions(entry)))
+            "network restricted %s.\n" % (", ".join(entry["folds_done"]), "\n".join(rows), _pm(mean["uar_restricted"]),
+                                          _pm(mean["uar_unrestricted"]), _pm(mean["float_uar_restricted"])))
 
 
-def _dimensions(entry: dict) -> str:
-    """Two-way arousal and valence UAR per held-out corpus (chance 50 %), where the study has them."""
-    mean = entry["mean"]
+def _affect_section(entry: dict | None) -> str:
+    """Arousal and valence on the held-out corpora: two-way UAR per corpus (chance 50 %) and, where scored, the
+    correlation of the events' derived arousal and valence with the truth."""
+    mean = entry["mean"] if entry else {}
     if "arousal_uar" not in mean:
         return ""
     per = ", ".join("%s %s / %s" % (name, _pct(s["arousal_uar"]) if s["arousal_uar"] is not None else "–",
                                     _pct(s["valence_uar"]) if s["valence_uar"] is not None else "–")
                     for name, s in entry["per_corpus"].items())
-    return ("\nArousal (high: happy, angry, fearful, surprised) and valence (negative: sad, angry, fearful, disgust), "
+    return ("## Arousal and valence\n\nLeave-one-corpus-out, as above. Arousal (high: happy, angry, fearful, surprised) and "
+            "valence (negative: sad, angry, fearful, disgust), "
             "each a two-way split of the unrestricted posterior (Schuller et al. 2010's mapping; chance 50 %%): "
             "**arousal UAR %s**, valence UAR %s (per corpus, arousal / valence: %s).\n%s"
             % (_pm(mean["arousal_uar"]), _pm(mean["valence_uar"]), per, _circumplex(entry)))
