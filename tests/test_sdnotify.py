@@ -134,3 +134,33 @@ def test_import_sends_nothing(notify_socket):
     sock.settimeout(0.2)
     with pytest.raises(socket.timeout):
         sock.recv(MAX_DATAGRAM_BYTES)
+
+
+def test_notify_says_true_when_the_message_was_delivered(notify_socket):
+    sock, address = notify_socket
+    assert Notifier({"NOTIFY_SOCKET": address}).notify("STATUS=up") is True
+    assert receive(sock) == {"STATUS": "up"}
+
+
+def test_a_one_character_abstract_name_is_an_address():
+    assert Notifier({"NOTIFY_SOCKET": "@x"}).address == b"\0x"
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected_s"),
+    [
+        ({"WATCHDOG_USEC": "1"}, 0.5e-6),
+        ({"WATCHDOG_USEC": "-30000000"}, None),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid() + 1)}, None),
+    ],
+)
+def test_the_watchdog_is_on_for_any_positive_timeout_and_only_for_this_process(environ, expected_s):
+    assert Notifier(environ).watchdog_interval_s == expected_s
+
+
+def test_monotonic_usec_is_exact_after_months_of_uptime(notify_socket, monkeypatch):
+    sock, address = notify_socket
+    months_ns = 2 ** 44 * 1000 + 999  # 203 days and a hair under the next µs: a float quotient would round it up
+    monkeypatch.setattr(time, "clock_gettime_ns", lambda clock: months_ns)
+    Notifier({"NOTIFY_SOCKET": address}).reloading()
+    assert receive(sock)["MONOTONIC_USEC"] == str(2 ** 44)
