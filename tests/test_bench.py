@@ -14,6 +14,7 @@ BENCH_TIMEOUT_S = 300
 HEADLINE_KEYS = (
     "cpu_per_audio_s", "seed_cpu_per_audio_s", "cpu_ratio", "rss_mb", "seed_rss_mb", "rss_ratio",
     "hop_p99_ms", "e2e_p99_ms", "mqtt_e2e_p99_ms", "startup_s", "analyze_x_realtime", "daemon_cpu_per_audio_s",
+    "daemon_defaults_cpu_per_audio_s",
     "low_latency_chunk_ms", "low_latency_e2e_p99_ms", "low_latency_cpu_per_audio_s",
     "whisper_cpu_per_audio_s", "whisper_rss_mb",  # the opt-in backend ([train] brings its packages)
 )

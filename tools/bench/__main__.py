@@ -135,6 +135,7 @@ def measure(args: argparse.Namespace, folder: Path) -> dict:
         ("serd", lambda: run_serd_worker(folder, audio_path, model_path, env)),
         ("seed", lambda: run_seed_worker(folder, audio_path, results["serd"]["windows"], env)),
         ("live", lambda: live_benchmark(folder, live_path, model_path, env, live_s)),
+        ("live_defaults", lambda: live_benchmark(folder, live_path, model_path, env, live_s, defaults=True)),
         ("live_low", lambda: dict(live_benchmark(folder, low_path, model_path, env, low_s, LOW_LATENCY_CHUNK_MS), chunk_ms=LOW_LATENCY_CHUNK_MS)),
         ("analyze", lambda: analyze_benchmark(folder / "clips", load_bench_audio(args.manifest, 0.0, max(counts)), model_path, env, counts)),
     ]
