@@ -236,7 +236,8 @@ def test_web_listen_serves_the_daemons_own_events_inside_serd_run(tmp_path, ravd
     process, stderr_path = serd_run_with_web(tmp_path, "listen = 127.0.0.1:0", "--source", "stdin", stdin=subprocess.PIPE)
     try:
         url = wait_for_log(process, stderr_path, "web: serving on ").split("web: serving on ")[1].strip()
-        assert request(url + "api/health").body["live"] == {"feed": "in process (serd run)", "connected": True, "clients": 0}
+        assert request(url + "api/health").body["live"] == {"feed": "in process (serd run)", "connected": True, "clients": 0,
+                                                           "skipped": 0}
         stream = SseStream(url + "api/events")
         process.stdin.write(load_audio(ravdess_clip).astype("<i2").tobytes())
         process.stdin.close()
@@ -329,3 +330,45 @@ def test_check_config_names_a_web_listen_serd_run_would_not_serve(tmp_path, list
         assert result.returncode == 0 and "listen = 127.0.0.1:8765" in result.stdout, result.stderr
     else:
         assert result.returncode == 1 and result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith(line)
+
+
+def test_events_offered_while_the_server_is_busy_arrive_in_order_and_the_excess_is_counted():
+    import asyncio
+    import threading
+
+    from serd.web.live import PENDING_EVENTS_MAX, LiveFeed
+
+    feed, loop = LiveFeed("in process"), asyncio.new_event_loop()
+    busy, release = threading.Event(), threading.Event()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        async def subscribe():
+            feed.attach(asyncio.get_running_loop())
+            context = feed.subscription()
+            return context, context.__enter__()
+
+        context, queue = asyncio.run_coroutine_threadsafe(subscribe(), loop).result(5)
+        loop.call_soon_threadsafe(lambda: (busy.set(), release.wait(10)))  # the loop stalls, as under a long request
+        assert busy.wait(5)
+        for index in range(PENDING_EVENTS_MAX + 5):
+            feed.offer(status(wall_time_s=2000.0 + index))
+        assert feed.skipped == 5, "events beyond the backlog are counted, not silently lost"
+        release.set()
+
+        async def drain():
+            frames = []
+            while len(frames) < min(PENDING_EVENTS_MAX, queue.maxsize):
+                frames.append(await asyncio.wait_for(queue.get(), 5))
+            return frames
+
+        frames = asyncio.run_coroutine_threadsafe(drain(), loop).result(10)
+        times = [json.loads(f.decode().removeprefix("data: "))["wall_time_s"] for f in frames]
+        assert times == [2000.0 + i for i in range(len(times))], "delivered once each, in the order offered"
+        assert feed.state.events_received == PENDING_EVENTS_MAX, "the state took every event the loop was handed"
+        loop.call_soon_threadsafe(context.__exit__, None, None, None)
+    finally:
+        release.set()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

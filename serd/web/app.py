@@ -98,7 +98,7 @@ async def openapi(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """Version, model, how busy the server is, and where its live events come from."""
     feed = request.app[FEED]
-    live = {"feed": feed.state.feed, "connected": feed.state.connected, "clients": feed.clients}
+    live = {"feed": feed.state.feed, "connected": feed.state.connected, "clients": feed.clients, "skipped": feed.skipped}
     return web.json_response({**request.app[ANALYZER].health(), "live": live})
 
 

@@ -12,11 +12,10 @@ from serd.web.live import CLOSED, LiveFeed
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 RETRY_MS = 2000  # how long an EventSource waits before it reconnects
-KEEPALIVE_S = 15.0  # a comment line this often keeps proxies and idle timeouts from closing a quiet stream
+KEEPALIVE_S = 15.0  # a comment line this often (live.KEEPALIVE_FRAME) keeps a quiet stream open
 FEED = web.AppKey("feed", LiveFeed)
 KEEPALIVE = web.AppKey("keepalive_s", float)
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-KEEPALIVE_FRAME = b": keep-alive\n\n"
 
 
 def add_live_routes(app: web.Application, feed: LiveFeed, keepalive_s: float = KEEPALIVE_S) -> None:
@@ -31,8 +30,8 @@ def add_live_routes(app: web.Application, feed: LiveFeed, keepalive_s: float = K
 
 
 async def _attach(app: web.Application) -> None:
-    """Events offered from other threads go to this loop."""
-    app[FEED].attach(asyncio.get_running_loop())
+    """Events offered from other threads go to this loop, which also sends the keep-alives."""
+    app[FEED].attach(asyncio.get_running_loop(), app[KEEPALIVE])
 
 
 async def _close_streams(app: web.Application) -> None:
@@ -52,19 +51,11 @@ async def state(request: web.Request) -> web.Response:
 
 async def events(request: web.Request) -> web.StreamResponse:
     """Every event as it arrives, one JSON object per SSE message; a retry field, then keep-alive comments."""
-    feed, keepalive_s = request.app[FEED], request.app[KEEPALIVE]
+    feed = request.app[FEED]
     response = web.StreamResponse(headers=SSE_HEADERS)
     await response.prepare(request)
     await response.write(b"retry: %d\n: serd events\n\n" % RETRY_MS)
     with feed.subscription() as queue, contextlib.suppress(ConnectionResetError):  # the client went: its stream ends
-        while (frame := await _next_frame(queue, keepalive_s)) is not CLOSED:
+        while (frame := await queue.get()) is not CLOSED:
             await response.write(frame)
     return response
-
-
-async def _next_frame(queue: asyncio.Queue, keepalive_s: float) -> bytes | None:
-    """The next queued frame, a keep-alive comment after keepalive_s without one, or CLOSED."""
-    try:
-        return await asyncio.wait_for(queue.get(), keepalive_s)
-    except asyncio.TimeoutError:
-        return KEEPALIVE_FRAME
