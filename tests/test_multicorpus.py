@@ -243,3 +243,22 @@ def test_derived_arousal_is_correlated_with_the_true_labels_points_over_clips_wi
                            [affect.CIRCUMPLEX[l][1] for l in ("angry", "sad", "happy", "neutral")])[0, 1]
     assert arousal == pytest.approx(expected) and arousal < 0.5
     assert loco_scoring.circumplex_correlation(truth[:1], probs[:1], seen[:1]) == {"valence_r": None, "arousal_r": None}
+
+
+def test_speech_span_features_pool_the_encoder_over_the_clip_from_its_first_window_to_its_last(ravdess_clip, tmp_path):
+    import soundfile
+
+    from serd.audio import load_audio
+    from serd.whisper import pool
+    from tools.study import teacher
+
+    speech = data.Clip(str(ravdess_clip), "ravdess:01", "angry", 3.0)
+    silent_path = tmp_path / "silence.wav"
+    soundfile.write(silent_path, np.zeros(32000, dtype=np.int16), 16000)
+    silent = data.Clip(str(silent_path), "x:1", "neutral", 2.0)
+    features = np.concatenate([teacher._speech_span_job((c, None, 0)) for c in (speech, silent)])
+    assert features.shape == (2, 768) and not features[1].any(), "a clip without speech has no span: zeros"
+    samples = load_audio(ravdess_clip)
+    whole = pool(teacher._encoder_instance().encode(samples))
+    assert np.isfinite(features[0]).all() and not np.allclose(features[0], whole, atol=1e-3), \
+        "the span is the speech, not the whole clip with its leading silence"

@@ -94,6 +94,38 @@ def window_features(clips: list[data.Clip], aug: augment.AudioAugment | None = N
     return features
 
 
+def _speech_span_job(args: tuple) -> np.ndarray:
+    """Pool worker: (1, 768) pooled encoder features of one clip's speech, from its first window's start to its last
+    window's end (zeros for a clip without speech)."""
+    from serd.whisper import ENCODER_DIM, pool
+
+    clip, aug, copy = args
+    samples = data.clip_samples(clip, aug, copy)
+    spans = [(w.start_index, w.end_index) for w in clip_window_items(samples, data.vad_params(), FeatureParams(), WindowParams())]
+    if not spans:
+        return np.zeros((1, 2 * ENCODER_DIM), dtype=np.float32)
+    start, end = min(s for s, _ in spans), max(e for _, e in spans)
+    return pool(_encoder_instance().encode(samples[start:end]))[None, :]
+
+
+def speech_span_features(clips: list[data.Clip], workers: int = 2) -> np.ndarray:
+    """(n_clips, 768) encoder features of each clean clip's whole speech span (one pooling per clip, not per window),
+    cached on disk."""
+    from serd.whisper import ENCODER_SHA256
+
+    key = hashlib.sha1(("%s|%s|span" % (data.cache_key(clips, None, 0), ENCODER_SHA256)).encode()).hexdigest()[:16]
+    path = data.cache_dir("teacher") / ("%s.npy" % key)
+    if path.is_file():
+        return np.load(path)
+    features = np.concatenate(data.map_clips(_speech_span_job, clips, None, 0, workers)).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".%d.partial.npy" % os.getpid())
+    np.save(partial, features)
+    os.replace(partial, path)
+    log.info("cached speech-span teacher features of %d clips in %s", len(clips), path)
+    return features
+
+
 def version_features(clips: list[data.Clip], aug: augment.AudioAugment, aug_copies: int, workers: int = 2) -> list[np.ndarray]:
     """Teacher features of the clean windows and of each augmented copy (as train.window_versions)."""
     found = [window_features(clips, None, 0, workers)]

@@ -34,6 +34,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clips-per-speaker", type=int, default=0, help="use only this many clips per speaker (smoke runs)")
     parser.add_argument("--results", type=Path, default=loco.RESULTS, help="results JSON (default: models/loco_results.json)")
     parser.add_argument("--workers", type=int, default=2, help="processes for the encoder")
+    parser.add_argument("--pooling", choices=("window", "span"), default="window",
+                        help="window: one feature vector per 2 s model window (what the backend runs); span: one per "
+                             "clip, the encoder over the clip's whole speech span (stored as whisper_head_span)")
     parser.add_argument("--backend-out", type=Path, help="also write the opt-in serd-whisper backend (plain head on every "
                         "clip, temperature from the LOCO predictions) into this folder")
     return parser.parse_args(argv)
@@ -116,8 +119,15 @@ def score_corpus(clips, clean, features, centred, fold_of_clip, corpus: int, rng
 def run(args: argparse.Namespace) -> dict:
     """Score every corpus and store the summary."""
     clips = loco.load_clips(args)
-    clean = data.compute_windows(clips, None, 0, args.workers)
-    features = teacher.window_features(clips, None, 0, args.workers)
+    if args.pooling == "span":
+        if args.backend_out:
+            raise SystemExit("--backend-out needs --pooling window (the backend pools each model window)")
+        span = teacher.speech_span_features(clips, args.workers)
+        rows = np.flatnonzero(np.any(span != 0, axis=1))  # clips with speech: one row each
+        clean, features = data.WindowSet(np.zeros((len(rows), 1, 1), np.float32), rows), span[rows]
+    else:
+        clean = data.compute_windows(clips, None, 0, args.workers)
+        features = teacher.window_features(clips, None, 0, args.workers)
     centred = speaker_centred(clips, clean, features)
     fold_of_clip, names = loco.folds(clips, "loco")
     rng = np.random.default_rng(0)
@@ -125,13 +135,17 @@ def run(args: argparse.Namespace) -> dict:
     for c in range(len(names)):
         per_corpus[names[c]], plain_logits = score_corpus(clips, clean, features, centred, fold_of_clip, c, rng)
         oof_logits += plain_logits  # each window's logits from the head that never saw its corpus
-    summary = {"description": teacher.DESCRIPTION % HEAD_C + "; clean windows only; corpus/speaker/class-balanced weights",
+    description = teacher.DESCRIPTION % HEAD_C + "; clean windows only; corpus/speaker/class-balanced weights"
+    if args.pooling == "span":
+        description = description.replace("each 2 s model window", "each clip's whole speech span (first window start to "
+                                          "last window end)").replace(", trained on clean + augmented windows", "")
+    summary = {"description": description,
                "per_corpus": per_corpus,
                "mean": {mode: loco_scoring.mean_spread([s[mode] for s in per_corpus.values()]) for mode in next(iter(per_corpus.values()))}}
     stored = json.loads(args.results.read_text()) if args.results.is_file() else {}
     truth = data.clip_labels(clips, corpora.LABELS)
     summary["temperature_plain"] = calibrate.fit_temperature(oof_logits, clean.clip_index, truth)
-    stored["whisper_head"] = summary
+    stored["whisper_head" if args.pooling == "window" else "whisper_head_span"] = summary
     args.results.write_text(json.dumps(stored, indent=1) + "\n")
     if args.backend_out:
         write_backend(clips, clean, features, summary, args.backend_out)

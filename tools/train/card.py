@@ -52,7 +52,7 @@ def write_model_card(card: dict, results: dict, path: Path) -> None:
     study = results.get("recipes", {}).get(card["training"]["recipe"], {})
     parts = [_header(card), _data_section(card), _protocol_section(results, card["training"]["recipe"]), _loco_section(study.get("loco")),
              _affect_section(study.get("loco")), _conditions_section(study.get("loco")), _speakers_section(study.get("speakers"), results.get("recipes", {})),
-             _calibration_section(study.get("loco"), card), _whisper_section(results.get("whisper_head")), _model_section(card), _history_section(), _limits_section(),
+             _calibration_section(study.get("loco"), card), _whisper_section(results.get("whisper_head"), results.get("whisper_head_span")), _model_section(card), _history_section(), _limits_section(),
              _reproduce_section(card, study)]
     path.write_text("\n".join(part for part in parts if part) + "\n")
 
@@ -185,9 +185,16 @@ def _calibration_section(entry: dict | None, card: dict) -> str:
             "does not know a voice's corpus).\n\n%s\n" % (card["temperature"], "\n".join(rows)))
 
 
-def _whisper_section(entry: dict | None) -> str:
+def _whisper_section(entry: dict | None, span: dict | None = None) -> str:
     if not entry:
         return ""
+    span_note = ""
+    if span:
+        span_note = ("\nPooled over each clip's whole speech span instead of each 2 s window (`--pooling span`, one vector per "
+                     "clip), the plain head scores %s (%s): a longer context does not lift the encoder on unseen corpora, "
+                     "and it stays below serd-emotion's CNN on the same folds, so it is neither a better backend nor a teacher "
+                     "to distil from.\n" % (_pm(span["mean"]["plain"]), ", ".join("%s %s" % (n, _pct(s["plain"]))
+                                                                                for n, s in span["per_corpus"].items())))
     rows = ["| held-out corpus | plain head | centred, balanced session | centred, one-emotion sessions |", "|---|---|---|---|"]
     rows += ["| %s | %s | %s | %s |" % (n, _pct(s["plain"]), _pct(s["centred_balanced"]), _pct(s["centred_one_emotion_sessions"]))
              for n, s in entry["per_corpus"].items()]
@@ -198,7 +205,7 @@ def _whisper_section(entry: dict | None) -> str:
             "balanced sessions and loses 8–13 points against the plain head when one emotion dominates, as in a real "
             "session: serd-emotion 2.x and the opt-in serd-whisper 2.0.0 backend (the plain head) centre nothing.\n"
             % (entry["description"], "\n".join(rows), _pm(mean["plain"]), _pm(mean["centred_balanced"]),
-               _pm(mean["centred_one_emotion_sessions"])))
+               _pm(mean["centred_one_emotion_sessions"]))) + span_note
 
 
 def _model_section(card: dict) -> str:
