@@ -67,3 +67,55 @@ def test_separable_blocks_factorise_every_convolution_after_the_first():
     assert kernels(plain_model)["conv2"] == (3, 3, 48, 96)
     window = np.random.default_rng(0).standard_normal((1, FRAMES, BANDS, 1)).astype(np.float32)
     assert separable_model(window, training=False).shape == (1, train_model.N_LABELS)
+
+
+def test_a_corpus_adversary_trains_beside_the_emotion_head_and_leaves_the_plain_network(tmp_path):
+    from tools.model import nn
+    from tools.model.data import WindowSet
+
+    rng = np.random.default_rng(0)
+    n_clips, frames, bands = 24, 40, 40
+    windows = rng.normal(size=(n_clips * 2, frames, bands)).astype(np.float32)
+    versions = [WindowSet(windows, np.repeat(np.arange(n_clips), 2))]
+    labels = np.arange(n_clips) % 3
+    corpus = (np.arange(n_clips) // 12).astype(np.int64)
+    mask = np.ones((n_clips, nn.N_LABELS), np.float32)
+    settings = nn.TrainSettings(epochs=2, filters=(4, 8), batch_size=8, corpus_adversary=0.5)
+    with pytest.raises(ValueError, match="needs each clip's corpus"):
+        nn.train_drawn(versions, labels, mask, np.full(n_clips, 1 / n_clips), settings, 16)
+    model, history = nn.train_drawn(versions, labels, mask, np.full(n_clips, 1 / n_clips), settings, 16, corpus)
+    assert len(model.outputs) == 1 and model.outputs[0].shape[-1] == nn.N_LABELS, "the emotion network alone is returned"
+    assert any("corpus" in key for key in history), "the corpus classifier was trained"
+    model.save_weights(tmp_path / "w.weights.h5")
+    plain = nn.build_model(frames, bands, settings)
+    plain.load_weights(tmp_path / "w.weights.h5")
+    assert np.allclose(nn.predict_logits(plain, windows[:4]), nn.predict_logits(model, windows[:4]), atol=1e-5)
+
+
+def test_the_gradient_reversal_passes_values_and_turns_gradients_back_scaled_by_its_strength():
+    from tools.model import nn
+
+    tf = nn.tf_setup(1)
+    _, reversal = nn.adversarial_model(tf, nn.build_model(40, 40, nn.TrainSettings(filters=(4, 8))), 3)
+    reversal.strength.assign(0.5)
+    x = tf.constant(np.arange(6, dtype=np.float32).reshape(2, 3))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = reversal(x)
+        total = tf.reduce_sum(3.0 * y)
+    assert np.array_equal(y.numpy(), x.numpy()) and np.allclose(tape.gradient(total, x).numpy(), -1.5)
+
+
+def test_the_adversary_ramps_from_nothing_to_its_strength():
+    from tools.model import nn
+
+    ramp = [nn.adversary_strength(0.5, epoch, 40) for epoch in range(40)]
+    assert ramp[0] == 0.0 and 0.49 < ramp[-1] <= 0.5 and all(a < b for a, b in zip(ramp, ramp[1:]))
+
+
+def test_settings_added_later_keep_the_cache_names_of_earlier_runs():
+    from tools.model import nn
+
+    plain = nn.TrainSettings(epochs=3)
+    assert "corpus_adversary" not in plain.key() and plain.key().startswith("TrainSettings(epochs=3")
+    assert "corpus_adversary=0.5" in nn.TrainSettings(epochs=3, corpus_adversary=0.5).key()

@@ -42,6 +42,22 @@ class TrainSettings:
     teacher_students: tuple[str, ...] = ()  # CV variants whose trained models join the Whisper head as teachers (teacher.combined_logits)
     normalisation: str = "window"  # "window": per-window mean/variance; "speaker": each speaker's mean/variance (data.speaker_normalised)
     seed: int = 1234
+    corpus_adversary: float = 0.0  # > 0: a corpus classifier on the pooled embedding learns through a gradient reversal of this
+    # strength (ramped up from 0 over training), so the embedding is pushed to not tell the training corpora apart (DANN)
+
+    def key(self) -> str:
+        """What identifies these settings in cache names: their repr, without the fields added since the first
+        multi-corpus runs while they hold their defaults (so those runs' caches stay valid)."""
+        text = repr(self)
+        for name in LATER_FIELDS:
+            default = repr(getattr(TrainSettings, name))
+            if repr(getattr(self, name)) == default:
+                text = text.replace(", %s=%s" % (name, default), "")
+        return text
+
+
+LATER_FIELDS = ("corpus_adversary",)
+ADVERSARY_HIDDEN = 64  # units of the corpus classifier's hidden layer
 
 
 def tf_setup(seed: int):
@@ -228,9 +244,11 @@ def drawn_windows(versions: list[WindowSet], drawn: np.ndarray, chosen: np.ndarr
 
 
 def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray, draw_p: np.ndarray,
-                settings: TrainSettings, draws_per_epoch: int) -> tuple:
+                settings: TrainSettings, draws_per_epoch: int, corpus_of_clip: np.ndarray | None = None) -> tuple:
     """Train on clips drawn (with replacement) by draw_p, each in a random version, every clip's windows counted
-    once; the loss runs over the classes of the clip's corpus (class_mask). Returns (model, history dict)."""
+    once; the loss runs over the classes of the clip's corpus (class_mask). With settings.corpus_adversary, a corpus
+    classifier (corpus_of_clip: each clip's corpus number) trains beside it through a gradient reversal. Returns
+    (model, history dict); the model is the emotion network alone, as build_model makes it."""
     tf = tf_setup(settings.seed)
     n_labels = class_mask.shape[1]
     frames, n_features = versions[0].windows.shape[1:3]
@@ -238,8 +256,17 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
     windows_per_draw = len(versions[0].windows) / max(1, len(clip_labels))
     steps = settings.epochs * int(np.ceil(draws_per_epoch * windows_per_draw / settings.batch_size))
     schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
-    model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=masked_loss(tf, n_labels),
-                  weighted_metrics=[hard_accuracy(tf, n_labels)])
+    adversary = None
+    if settings.corpus_adversary > 0:
+        if corpus_of_clip is None:
+            raise ValueError("corpus_adversary > 0 needs each clip's corpus")
+        trained, adversary = adversarial_model(tf, model, int(corpus_of_clip.max()) + 1)
+        trained.compile(optimizer=tf.keras.optimizers.Adam(schedule),
+                        loss=[masked_loss(tf, n_labels), tf.keras.losses.CategoricalCrossentropy(from_logits=True)])
+    else:
+        trained = model
+        trained.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=masked_loss(tf, n_labels),
+                        weighted_metrics=[hard_accuracy(tf, n_labels)])
     rng = np.random.default_rng(settings.seed)
     history: dict[str, list[float]] = {}
     for epoch in range(settings.epochs):
@@ -247,13 +274,55 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
         windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
         windows = window_augment(windows, settings, rng)
         weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
+        weights = (weights / weights.mean()).astype(np.float32)
         clip = drawn[owner]
         targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
-        fit = model.fit(windows[..., None], targets, sample_weight=(weights / weights.mean()).astype(np.float32),
-                        batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        if adversary is not None:
+            adversary.strength.assign(adversary_strength(settings.corpus_adversary, epoch, settings.epochs))
+            corpus_targets = np.eye(adversary.n_corpora, dtype=np.float32)[corpus_of_clip[clip]]
+            fit = trained.fit(windows[..., None], (targets, corpus_targets), sample_weight=(weights, weights),
+                              batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
+        else:
+            fit = trained.fit(windows[..., None], targets, sample_weight=weights,
+                              batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
         _record(history, fit.history, {})
-        log.info("epoch %d/%d loss %.3f", epoch + 1, settings.epochs, fit.history["loss"][-1])
+        log.info("epoch %d/%d loss %s", epoch + 1, settings.epochs,
+                 ", ".join("%s %.3f" % (k, v[-1]) for k, v in fit.history.items() if k.endswith("loss")))
     return model, history
+
+
+def adversary_strength(strength: float, epoch: int, epochs: int) -> float:
+    """The gradient reversal's strength in an epoch: 0 at the start, rising smoothly to `strength` (Ganin and
+    Lempitsky's 2 / (1 + exp(-10 p)) - 1 ramp), so the emotion features form before the adversary pushes on them."""
+    progress = epoch / max(1, epochs - 1)
+    return float(strength * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0))
+
+
+def adversarial_model(tf, model, n_corpora: int) -> tuple:
+    """model with a second output: corpus logits from its pooled embedding through a gradient reversal layer.
+    Returns (the two-output training model, the reversal layer: its `strength` is set each epoch)."""
+    layers = tf.keras.layers
+
+    class GradientReversal(layers.Layer):
+        """Identity forward; backward, the gradient times -strength."""
+
+        def __init__(self, corpora: int, **kwargs):
+            super().__init__(**kwargs)
+            self.n_corpora = corpora
+            self.strength = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+
+        def call(self, x):
+            @tf.custom_gradient
+            def reverse(y):
+                return tf.identity(y), lambda dy: -self.strength * dy
+
+            return reverse(x)
+
+    reversal = GradientReversal(n_corpora, name="gradient_reversal")
+    x = reversal(model.get_layer("gap").output)
+    x = layers.Dense(ADVERSARY_HIDDEN, activation="relu", name="corpus_hidden")(x)
+    corpus_logits = layers.Dense(n_corpora, name="corpus_logits")(x)
+    return tf.keras.Model(model.inputs, [model.outputs[0], corpus_logits], name="serd_emotion_adversarial"), reversal
 
 
 def predict_logits(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:

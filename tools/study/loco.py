@@ -89,7 +89,7 @@ def condition_windows(clips: list[data.Clip], workers: int) -> dict[str, data.Wi
 
 def fold_path(chosen: Recipe, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
     """Where one fold's logits are kept: keyed by the recipe's settings, the clips and the fold's test clips."""
-    spec = repr((chosen.settings, chosen.draws_per_epoch, [c.path for c in clips], (fold_of_clip == fold).tolist()))
+    spec = "(%s, %r, %r, %r)" % (chosen.settings.key(), chosen.draws_per_epoch, [c.path for c in clips], (fold_of_clip == fold).tolist())
     return data.cache_dir("loco") / ("%s_%s.npz" % (chosen.name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
 
 
@@ -136,7 +136,7 @@ def fitted_network(chosen: Recipe, clips: list[data.Clip], train_versions: list[
     mask = np.zeros((len(clips), len(corpora.LABELS)), dtype=np.float32)
     mask[train_mask] = corpora.class_masks(train_clips)
     network, _ = nn.train_drawn(train_versions, data.clip_labels(clips, corpora.LABELS), mask, draw_p,
-                                   chosen.settings, chosen.draws_per_epoch)
+                                chosen.settings, chosen.draws_per_epoch, corpora.corpus_index(clips))
     return network
 
 
