@@ -8,6 +8,10 @@ audio: once with no client, once with one client following GET /api/events for t
 daemon's CPU (user + system, /proc/PID/stat) over --live-seconds of audio, starting LIVE_LEAD_S after
 the server first answers (the same stretch of audio in both runs); the extra CPU-s per audio-s is the
 difference. It is small beside run-to-run noise: measure on an idle machine, the load average is kept.
+
+On a machine of two or more cores the daemon runs on core 0 and the client (Chromium, or the reader)
+on the others, in both runs: a browser sharing the daemon's core slows every wake-up of the daemon by
+evicting its caches, a cost of where the page is viewed (usually another machine), not of serving it.
 """
 
 from __future__ import annotations
@@ -166,15 +170,40 @@ def measured_stretch(process: subprocess.Popen, url: str, kind: str, seconds: fl
             "audio_s": round(audio_s, 2), "cpu_s_per_audio_s": round(used_cpu_s / audio_s, 5)}
 
 
+def core_plan() -> tuple[set[int], set[int]] | None:
+    """(the daemon's cores, the client's cores) when there are two or more to split, else None."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    cores = sorted(os.sched_getaffinity(0))
+    return ({cores[0]}, set(cores[1:])) if len(cores) >= 2 else None
+
+
+@contextlib.contextmanager
+def client_cores(plan: tuple[set[int], set[int]] | None):
+    """This process (and the browser it starts) on the client's cores while the block runs."""
+    if plan is None:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, plan[1])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 def live_run(folder: Path, wav: Path, kind: str, seconds: float) -> dict:
     """One `serd run` at real time with [web] listen, kind of client, CPU over seconds of audio."""
     port = free_port()
     config = live_config(folder, wav, port)
     load_before = os.getloadavg()[0]
+    plan = core_plan()
     process = subprocess.Popen([sys.executable, "-m", "serd.cli", "run", "--config", str(config)], cwd=REPO_DIR,
-                               env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                               env=worker_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=(lambda: os.sched_setaffinity(0, plan[0])) if plan else None)
     try:
-        run = measured_stretch(process, "http://127.0.0.1:%d/" % port, kind, seconds)
+        with client_cores(plan):
+            run = measured_stretch(process, "http://127.0.0.1:%d/" % port, kind, seconds)
     finally:
         stop_daemon(process)
     log.info("client %s: %.5f CPU-s per audio-s (%.3f CPU-s over %.1f s, %d events read)",
@@ -193,5 +222,6 @@ def live_cpu(manifest: Path, seconds: float, kind: str) -> dict:
     return {"command": "python -m tools.bench.web --only live-cpu", "what": "serd run's CPU-s per audio-s with [web] listen, "
             "no client vs one client of GET /api/events, one paced file source", "cpu_count": os.cpu_count(),
             "audio": "%d RAVDESS clips, %.0f s" % (len(audio.clip_paths), audio.duration_s), "seconds_measured": seconds,
+            "cores": ({"daemon": sorted(plan[0]), "client": sorted(plan[1])} if (plan := core_plan()) else "shared"),
             "no_client": alone, "one_client": followed, "extra_cpu_s_per_audio_s": round(extra, 5),
             "target_cpu_s_per_audio_s": LIVE_TARGET_CPU_S_PER_AUDIO_S}
