@@ -262,3 +262,24 @@ def test_speech_span_features_pool_the_encoder_over_the_clip_from_its_first_wind
     whole = pool(teacher._encoder_instance().encode(samples))
     assert np.isfinite(features[0]).all() and not np.allclose(features[0], whole, atol=1e-3), \
         "the span is the speech, not the whole clip with its leading silence"
+
+
+def test_the_corpus_probe_reads_corpora_from_embeddings_only_when_they_carry_them():
+    from tools.study import corpus_probe
+
+    rng = np.random.default_rng(0)
+    corpus = np.repeat(np.arange(4), 60)
+    speakers = np.array(["%d:%d" % (c, i % 5) for i, c in enumerate(corpus)])
+    carrying = rng.normal(size=(240, 8)) + 6.0 * np.eye(8)[corpus]
+    assert corpus_probe.probe_accuracy(carrying, corpus, speakers) > 0.95
+    assert corpus_probe.probe_accuracy(rng.normal(size=(240, 8)), corpus, speakers) < 0.45, "chance is a quarter"
+
+
+def test_the_corpus_probe_says_which_command_trains_the_folds_it_needs(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "tools.study.corpus_probe", "--recipe", "multi7dann", "--clips-per-speaker", "1",
+                             "--manifest", str(SHARED_DIR / "corpora" / "savee" / "MANIFEST.tsv"),
+                             "--manifest", str(SHARED_DIR / "corpora" / "emovo" / "MANIFEST.tsv"),
+                             "--results", str(tmp_path / "r.json")], capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "tools.study.corpus_probe: error: no trained LOCO fold of recipe multi7dann "
+        "(run python -m tools.study.loco --recipe multi7dann --protocol loco)")
