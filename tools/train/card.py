@@ -34,7 +34,13 @@ HISTORY = (
     "2.2.0 gains on four of the five held-out corpora and loses 3.6 points on TESS; the mean gain over 2.1.0 (1.8 points) "
     "is within the spread across corpora, and it is the third recipe tried on these five folds. The fourth, multi7warp "
     "(multi7long's length with the voice warped in frequency, to break the held-out corpora's voice-register confusions), "
-    "scored 33.9 % against multi7long's 36.1 % (TESS 31.9 against 42.5) and was not shipped.\n"
+    "scored 33.9 % against multi7long's 36.1 % (TESS 31.9 against 42.5) and was not shipped. The fifth, multi7dann "
+    "(multi7long with a corpus classifier trained through a gradient reversal, to make the features blind to the "
+    "corpus), was stopped after two folds (BanglaSER 40.2, EMOVO 30.3; multi7long 40.7, 29.9) because its adversary "
+    "had not taken hold: its corpus classifier stayed at chance during training, yet a linear probe reads the "
+    "training corpus from its embedding as well as from multi7warp's (`python -m tools.study.corpus_probe`: 80.5 % "
+    "against 80.8 %, chance 25 %, speaker-grouped). The features still carry the corpus; removing that needs an "
+    "adversary that first learns to see it.\n"
 )
 
 
@@ -81,8 +87,8 @@ def _data_section(card: dict) -> str:
 
 def _protocol_section(results: dict, chosen: str) -> str:
     recipes = results.get("recipes", {})
-    tried = ["`%s` %s" % (name, _pm(entry["loco"]["mean"]["uar_restricted"]) if "loco" in entry else "(no LOCO yet)")
-             for name, entry in recipes.items()]
+    n_folds = len(recipes.get(chosen, {}).get("loco", {}).get("folds_done", []))
+    tried = ["`%s` %s" % (name, _tried_figure(entry.get("loco"), n_folds)) for name, entry in recipes.items()]
     return ("## Protocol\n\n- **Leave-one-corpus-out (LOCO), the headline**: for each corpus, a model trained on the "
             "other four is scored on it; UAR over the classes that corpus has, with predictions restricted to those "
             "classes (and, unrestricted, over all seven). Mean ± sample std (min–max) over the five corpora.\n"
@@ -94,6 +100,17 @@ def _protocol_section(results: dict, chosen: str) -> str:
             "generalise, distillation and speaker centring did not cross corpora):\n%s\n\n"
             "Choosing the best of %d on the same five folds flatters the chosen figure a little; a corpus none of "
             "them saw would tell the true one.\n" % (len(recipes), "; ".join(tried), chosen, _reasons(recipes), len(recipes)))
+
+
+def _tried_figure(loco: dict | None, n_folds: int) -> str:
+    """A recipe's LOCO mean, or how far it got when it was stopped before every fold."""
+    if not loco:
+        return "(no LOCO yet)"
+    done = loco.get("folds_done", [])
+    if len(done) < n_folds:
+        scores = ", ".join("%s %s" % (name, _pct(loco["per_corpus"][name]["uar_restricted"])) for name in done)
+        return "(stopped after %d of %d folds: %s)" % (len(done), n_folds, scores)
+    return _pm(loco["mean"]["uar_restricted"])
 
 
 def _reasons(recipes: dict) -> str:
