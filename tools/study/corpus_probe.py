@@ -53,14 +53,11 @@ def probe_accuracy(embeddings: np.ndarray, corpus: np.ndarray, speakers: np.ndar
     return correct / len(corpus)
 
 
-def probe_fold(chosen: recipes.Recipe, clips: list[data.Clip], clean: data.WindowSet, fold_of_clip: np.ndarray, fold: int,
-               n_windows: int) -> dict | None:
-    """The probe of one fold's network, or None when the fold has not been trained."""
+def probe_fold(chosen: recipes.Recipe, clips: list[data.Clip], clean: data.WindowSet, fold_of_clip: np.ndarray, weights: Path,
+               n_windows: int, fold: int) -> dict:
+    """The probe of one trained fold's network (its weights file)."""
     from tools.model import nn
 
-    weights = loco.weights_path(loco.fold_path(chosen, clips, fold_of_clip, fold))
-    if not weights.is_file():
-        return None
     network = nn.build_model(*clean.windows.shape[1:3], chosen.settings, len(corpora.LABELS))
     network.load_weights(weights)
     trained_on = np.flatnonzero(fold_of_clip[clean.clip_index] != fold)
@@ -77,17 +74,19 @@ def run(args: argparse.Namespace) -> dict:
     """Probe every trained fold and store the summary under the recipe."""
     chosen = recipes.recipe(args.recipe)
     clips = loco.load_clips(args)
-    clean = data.compute_windows(clips, None, 0, 2)
     fold_of_clip, names = loco.folds(clips, "loco")
-    per_fold = {}
-    for fold, name in enumerate(names):
-        found = probe_fold(chosen, clips, clean, fold_of_clip, fold, args.windows)
-        if found is not None:
-            per_fold[name] = found
-            log.info("%s held out: corpus from the embedding %.1f %% (chance %.1f %%)", name, 100 * found["accuracy"], 100 * found["chance"])
-    if not per_fold:
+    trained = {fold: weights for fold in range(len(names))
+               if (weights := loco.weights_path(loco.fold_path(chosen, clips, fold_of_clip, fold))).is_file()}
+    if not trained:
         raise ValueError("no trained LOCO fold of recipe %s (run python -m tools.study.loco --recipe %s --protocol loco)"
                          % (chosen.name, chosen.name))
+    clean = data.compute_windows(clips, None, 0, 2)
+    per_fold = {}
+    for fold, weights in trained.items():
+        found = probe_fold(chosen, clips, clean, fold_of_clip, weights, args.windows, fold)
+        per_fold[names[fold]] = found
+        log.info("%s held out: corpus from the embedding %.1f %% (chance %.1f %%)", names[fold], 100 * found["accuracy"],
+                 100 * found["chance"])
     summary = {"what": "speaker-grouped CV accuracy of a logistic regression telling the training corpora apart from each LOCO "
                        "fold network's pooled embedding (%d clean windows per fold)" % args.windows,
                "per_held_out_corpus": per_fold,
