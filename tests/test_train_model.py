@@ -113,9 +113,44 @@ def test_the_adversary_ramps_from_nothing_to_its_strength():
     assert ramp[0] == 0.0 and 0.49 < ramp[-1] <= 0.5 and all(a < b for a, b in zip(ramp, ramp[1:]))
 
 
+def test_the_alternating_adversary_learns_to_see_the_corpora_during_its_warm_up_and_then_leaves_the_plain_network(tmp_path):
+    from tools.model import nn
+    from tools.model.data import WindowSet
+
+    rng = np.random.default_rng(0)
+    n_clips, frames, bands = 32, 24, 24
+    corpus = (np.arange(n_clips) % 2).astype(np.int64)
+    windows = rng.normal(size=(n_clips, frames, bands)).astype(np.float32)
+    windows[corpus == 1, :, :8] += 3.0  # the second corpus is louder in its low bands: trivially told apart
+    versions = [WindowSet(windows, np.arange(n_clips))]
+    labels = np.arange(n_clips) // 2 % 3
+    mask = np.ones((n_clips, nn.N_LABELS), np.float32)
+    settings = nn.TrainSettings(epochs=6, filters=(4, 8), batch_size=8, corpus_adversary=1.0, adversary_warmup=0.5,
+                                adversary_lr=1e-2)
+    model, history = nn.train_drawn(versions, labels, mask, np.full(n_clips, 1 / n_clips), settings, 64, corpus)
+    assert history["adversary_strength"][:4] == [0.0] * 4 and 0.0 < history["adversary_strength"][4] < 1.0
+    assert max(history["corpus_accuracy"][:4]) > 0.9, "unopposed, the classifier learns the corpora: %s" % history["corpus_accuracy"]
+    assert len(model.outputs) == 1 and model.outputs[0].shape[-1] == nn.N_LABELS, "the emotion network alone is returned"
+    model.save_weights(tmp_path / "w.weights.h5")
+    plain = nn.build_model(frames, bands, settings)
+    plain.load_weights(tmp_path / "w.weights.h5")
+    assert np.allclose(nn.predict_logits(plain, windows[:4]), nn.predict_logits(model, windows[:4]), atol=1e-5)
+
+
+def test_the_adversary_waits_out_its_warm_up_then_ramps_to_its_strength():
+    from tools.model import nn
+
+    ramp = [nn.adversary_strength(0.5, epoch, 40, warmup=0.25) for epoch in range(40)]
+    assert ramp[:11] == [0.0] * 11 and 0.49 < ramp[-1] <= 0.5
+    assert all(a < b for a, b in zip(ramp[10:], ramp[11:]))
+    assert ramp == [nn.adversary_strength(0.5, epoch - 10, 30) if epoch >= 10 else 0.0 for epoch in range(40)]
+
+
 def test_settings_added_later_keep_the_cache_names_of_earlier_runs():
     from tools.model import nn
 
     plain = nn.TrainSettings(epochs=3)
     assert "corpus_adversary" not in plain.key() and plain.key().startswith("TrainSettings(epochs=3")
     assert "corpus_adversary=0.5" in nn.TrainSettings(epochs=3, corpus_adversary=0.5).key()
+    assert "adversary_" not in nn.TrainSettings(epochs=3, corpus_adversary=0.5).key()
+    assert "adversary_lr=0.001" in nn.TrainSettings(epochs=3, corpus_adversary=0.5, adversary_lr=1e-3).key()

@@ -44,6 +44,10 @@ class TrainSettings:
     seed: int = 1234
     corpus_adversary: float = 0.0  # > 0: a corpus classifier on the pooled embedding learns through a gradient reversal of this
     # strength (ramped up from 0 over training), so the embedding is pushed to not tell the training corpora apart (DANN)
+    adversary_warmup: float = 0.0  # share of the epochs trained at strength 0 before the ramp starts (the classifier learns first)
+    adversary_lr: float = 0.0  # > 0: the corpus classifier has its own Adam at this constant rate and updates in turn with the
+    # network (alternating steps), and the network learns to make its output uniform (domain confusion) instead of
+    # maximising its loss through the reversal layer
 
     def key(self) -> str:
         """What identifies these settings in cache names: their repr, without the fields added since the first
@@ -56,7 +60,7 @@ class TrainSettings:
         return text
 
 
-LATER_FIELDS = ("corpus_adversary",)
+LATER_FIELDS = ("corpus_adversary", "adversary_warmup", "adversary_lr")
 ADVERSARY_HIDDEN = 64  # units of the corpus classifier's hidden layer
 
 
@@ -247,7 +251,8 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
                 settings: TrainSettings, draws_per_epoch: int, corpus_of_clip: np.ndarray | None = None) -> tuple:
     """Train on clips drawn (with replacement) by draw_p, each in a random version, every clip's windows counted
     once; the loss runs over the classes of the clip's corpus (class_mask). With settings.corpus_adversary, a corpus
-    classifier (corpus_of_clip: each clip's corpus number) trains beside it through a gradient reversal. Returns
+    classifier (corpus_of_clip: each clip's corpus number) trains beside it, through a gradient reversal or, with
+    settings.adversary_lr, in alternating steps (train_alternating). Returns
     (model, history dict); the model is the emotion network alone, as build_model makes it."""
     tf = tf_setup(settings.seed)
     n_labels = class_mask.shape[1]
@@ -257,9 +262,12 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
     steps = settings.epochs * int(np.ceil(draws_per_epoch * windows_per_draw / settings.batch_size))
     schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
     adversary = None
+    if settings.corpus_adversary > 0 and corpus_of_clip is None:
+        raise ValueError("corpus_adversary > 0 needs each clip's corpus")
+    if settings.corpus_adversary > 0 and settings.adversary_lr > 0:
+        return model, train_alternating(tf, model, versions, clip_labels, class_mask, draw_p, settings, draws_per_epoch,
+                                        corpus_of_clip, schedule)
     if settings.corpus_adversary > 0:
-        if corpus_of_clip is None:
-            raise ValueError("corpus_adversary > 0 needs each clip's corpus")
         trained, adversary = adversarial_model(tf, model, int(corpus_of_clip.max()) + 1)
         trained.compile(optimizer=tf.keras.optimizers.Adam(schedule),
                         loss=[masked_loss(tf, n_labels), tf.keras.losses.CategoricalCrossentropy(from_logits=True)])
@@ -270,15 +278,10 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
     rng = np.random.default_rng(settings.seed)
     history: dict[str, list[float]] = {}
     for epoch in range(settings.epochs):
-        drawn = rng.choice(len(clip_labels), size=draws_per_epoch, p=draw_p)
-        windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
-        windows = window_augment(windows, settings, rng)
-        weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
-        weights = (weights / weights.mean()).astype(np.float32)
-        clip = drawn[owner]
-        targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
+        windows, targets, weights, clip = epoch_draw(versions, clip_labels, class_mask, draw_p, settings, draws_per_epoch, rng)
         if adversary is not None:
-            adversary.strength.assign(adversary_strength(settings.corpus_adversary, epoch, settings.epochs))
+            adversary.strength.assign(adversary_strength(settings.corpus_adversary, epoch, settings.epochs,
+                                                         settings.adversary_warmup))
             corpus_targets = np.eye(adversary.n_corpora, dtype=np.float32)[corpus_of_clip[clip]]
             fit = trained.fit(windows[..., None], (targets, corpus_targets), sample_weight=(weights, weights),
                               batch_size=settings.batch_size, epochs=epoch + 1, initial_epoch=epoch, shuffle=True, verbose=0)
@@ -291,11 +294,94 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
     return model, history
 
 
-def adversary_strength(strength: float, epoch: int, epochs: int) -> float:
-    """The gradient reversal's strength in an epoch: 0 at the start, rising smoothly to `strength` (Ganin and
-    Lempitsky's 2 / (1 + exp(-10 p)) - 1 ramp), so the emotion features form before the adversary pushes on them."""
-    progress = epoch / max(1, epochs - 1)
+def adversary_strength(strength: float, epoch: int, epochs: int, warmup: float = 0.0) -> float:
+    """The adversary's strength in an epoch: 0 through the first `warmup` share of the epochs, then rising smoothly
+    from 0 to `strength` (Ganin and Lempitsky's 2 / (1 + exp(-10 p)) - 1 ramp), so the emotion features form, and
+    the corpus classifier learns to see the corpora, before the adversary pushes on them."""
+    start = int(round(warmup * epochs))
+    if epoch < start:
+        return 0.0
+    progress = (epoch - start) / max(1, epochs - 1 - start)
     return float(strength * (2.0 / (1.0 + np.exp(-10.0 * progress)) - 1.0))
+
+
+def epoch_draw(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray, draw_p: np.ndarray,
+               settings: TrainSettings, draws_per_epoch: int, rng: np.random.Generator) -> tuple:
+    """One epoch's training data: clips drawn by draw_p, each in a random version, augmented windows; returns
+    (windows, targets [one-hot | class mask], per-window weights counting every drawn clip once, clip of each window)."""
+    n_labels = class_mask.shape[1]
+    drawn = rng.choice(len(clip_labels), size=draws_per_epoch, p=draw_p)
+    windows, owner = drawn_windows(versions, drawn, rng.integers(0, len(versions), size=len(drawn)))
+    windows = window_augment(windows, settings, rng)
+    weights = 1.0 / np.bincount(owner, minlength=len(drawn))[owner]
+    weights = (weights / weights.mean()).astype(np.float32)
+    clip = drawn[owner]
+    targets = np.concatenate([np.eye(n_labels, dtype=np.float32)[clip_labels[clip]], class_mask[clip]], axis=1)
+    return windows, targets, weights, clip
+
+
+def train_alternating(tf, model, versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray,
+                      draw_p: np.ndarray, settings: TrainSettings, draws_per_epoch: int, corpus_of_clip: np.ndarray,
+                      schedule) -> dict:
+    """Domain-adversarial training in alternating steps: each batch, the corpus classifier (its own Adam at
+    settings.adversary_lr, constant) learns the corpora from the pooled embedding, and the network learns the emotions
+    while making that classifier's output uniform over the corpora (emotion loss + strength x cross-entropy to the
+    uniform distribution, the strength warmed up and ramped by adversary_strength). Confusion is bounded (it is least
+    at chance), where maximising the classifier's loss rewards making it confidently wrong, a corpus signal of its own.
+    Trains model in place; returns the history (emotion loss, corpus loss and accuracy, strength per epoch)."""
+    n_labels, n_corpora = class_mask.shape[1], int(corpus_of_clip.max()) + 1
+    joint = tf.keras.Model(model.inputs, [model.outputs[0], model.get_layer("gap").output], name="serd_emotion_joint")
+    layers = tf.keras.layers
+    classifier = tf.keras.Sequential([tf.keras.Input((int(model.get_layer("gap").output.shape[-1]),)),
+                                      layers.Dense(ADVERSARY_HIDDEN, activation="relu", name="corpus_hidden"),
+                                      layers.Dense(n_corpora, name="corpus_logits")], name="corpus_classifier")
+    network_optimizer = tf.keras.optimizers.Adam(schedule)
+    classifier_optimizer = tf.keras.optimizers.Adam(settings.adversary_lr)
+    network_optimizer.build(model.trainable_variables)
+    classifier_optimizer.build(classifier.trainable_variables)
+    strength = tf.Variable(0.0, trainable=False, dtype=tf.float32)
+    emotion_loss = masked_loss(tf, n_labels)
+
+    frames, n_features = model.inputs[0].shape[1:3]
+    signature = (tf.TensorSpec((None, frames, n_features, 1), tf.float32), tf.TensorSpec((None, 2 * n_labels), tf.float32),
+                 tf.TensorSpec((None, n_corpora), tf.float32), tf.TensorSpec((None,), tf.float32))
+
+    @tf.function(input_signature=signature)
+    def step(x, targets, corpus, weights):
+        total = tf.reduce_sum(weights)
+        with tf.GradientTape(persistent=True) as tape:
+            logits, embedding = joint(x, training=True)
+            corpus_logits = classifier(embedding, training=True)
+            emotion = tf.reduce_sum(weights * emotion_loss(targets, logits)) / total
+            corpus_loss = tf.reduce_sum(weights * tf.nn.softmax_cross_entropy_with_logits(corpus, corpus_logits)) / total
+            to_uniform = -tf.reduce_mean(tf.nn.log_softmax(corpus_logits), axis=1)  # cross-entropy to the uniform distribution
+            confusion = tf.reduce_sum(weights * to_uniform) / total
+            network_loss = emotion + strength * confusion
+        classifier_grads = tape.gradient(corpus_loss, classifier.trainable_variables)
+        network_grads = tape.gradient(network_loss, model.trainable_variables)
+        del tape
+        classifier_optimizer.apply_gradients(zip(classifier_grads, classifier.trainable_variables))
+        network_optimizer.apply_gradients(zip(network_grads, model.trainable_variables))
+        hits = tf.cast(tf.equal(tf.argmax(corpus, 1), tf.argmax(corpus_logits, 1)), tf.float32)
+        return emotion * total, corpus_loss * total, tf.reduce_sum(weights * hits)
+
+    rng = np.random.default_rng(settings.seed)
+    history: dict[str, list[float]] = {}
+    for epoch in range(settings.epochs):
+        strength.assign(adversary_strength(settings.corpus_adversary, epoch, settings.epochs, settings.adversary_warmup))
+        windows, targets, weights, clip = epoch_draw(versions, clip_labels, class_mask, draw_p, settings, draws_per_epoch, rng)
+        corpus = np.eye(n_corpora, dtype=np.float32)[corpus_of_clip[clip]]
+        order = rng.permutation(len(windows))
+        sums = np.zeros(3)
+        for begin in range(0, len(order), settings.batch_size):
+            rows = np.sort(order[begin:begin + settings.batch_size])
+            sums += [float(v) for v in step(windows[rows][..., None], targets[rows], corpus[rows], weights[rows])]
+        means = {"loss": sums[0] / weights.sum(), "corpus_loss": sums[1] / weights.sum(),
+                 "corpus_accuracy": sums[2] / weights.sum(), "adversary_strength": float(strength.numpy())}
+        _record(history, {k: [v] for k, v in means.items()}, {})
+        log.info("epoch %d/%d emotion loss %.3f, corpus loss %.3f (accuracy %.3f) at strength %.3f", epoch + 1,
+                 settings.epochs, means["loss"], means["corpus_loss"], means["corpus_accuracy"], means["adversary_strength"])
+    return history
 
 
 def adversarial_model(tf, model, n_corpora: int) -> tuple:
