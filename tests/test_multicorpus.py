@@ -283,3 +283,25 @@ def test_the_corpus_probe_says_which_command_trains_the_folds_it_needs(tmp_path)
     assert result.returncode == 2 and result.stderr.strip() == (
         "tools.study.corpus_probe: error: no trained LOCO fold of recipe multi7dann "
         "(run python -m tools.study.loco --recipe multi7dann --protocol loco)")
+
+
+def test_card_only_rewrites_the_cards_from_the_stored_results_without_touching_the_weights(study, tmp_path):
+    import shutil
+
+    _, results, out = study
+    model = tmp_path / "model"
+    shutil.copytree(out, model)
+    stored = json.loads(json.dumps(results))
+    stored["recipes"]["multi7conf"] = {"description": "another recipe", "loco": {}}
+    stored["variants_tried"] = sorted(stored["recipes"])
+    (tmp_path / "r.json").write_text(json.dumps(stored))
+    weights = (model / "serd-emotion.tflite").read_bytes()
+    command = [sys.executable, "-m", "tools.train", "--card-only", "--out", str(model), "--loco-results", str(tmp_path / "r.json")]
+    result = subprocess.run(command, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (model / "serd-emotion.tflite").read_bytes() == weights
+    assert json.loads((model / "serd-emotion.json").read_text())["metrics"]["variants_tried"] == sorted(["multi7conf", recipes.DEFAULT])
+    assert "Recipes tried on these folds: **2**" in (model / "MODEL_CARD.md").read_text()
+    missing = subprocess.run(command[:5] + [str(tmp_path / "empty")], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr == (
+        "tools.train: error: no model card %s to refresh (train the model first: python -m tools.train)\n" % (tmp_path / "empty" / "serd-emotion.json"))

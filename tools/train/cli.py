@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=data.REPO_DIR / "models", help="output folder")
     parser.add_argument("--cv", action="store_true", help="run the speaker-grouped CV study instead")
     parser.add_argument("--variants", default="", help="CV: comma-separated variant names (default: the study in the model card)")
-    parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the CV results")
+    parser.add_argument("--card-only", action="store_true", help="rewrite the card files of the model in OUT from the stored study results (no training)")
     parser.add_argument("--choose", default="", help="CV: ship this variant instead of the best-UAR one")
     parser.add_argument("--baselines", action="store_true", help="CV: run the baselines too")
     parser.add_argument("--teacher", action="store_true", help="CV: evaluate the Whisper distillation teacher too (plain and speaker-centred)")
@@ -55,15 +55,16 @@ def main(argv: list[str] | None = None) -> int:
 
         cv.run_study(args)
         return 0
-    if args.recipe != RAVDESS_RECIPE:  # --card-only too: the final network is cached, so this re-exports and rewrites the cards
+    if args.recipe != RAVDESS_RECIPE:
         from tools.train import multicorpus
 
         try:
             recipes.recipe(args.recipe)
+            path = multicorpus.refresh_card(args) if args.card_only else multicorpus.train_final(args)
         except ValueError as exc:
             print("tools.train: error: %s" % exc, file=sys.stderr)
             return 2
-        log.info("model written to %s", multicorpus.train_final(args))
+        log.info("model written to %s", path)
         return 0
     from tools.train import ravdess8
 

@@ -55,6 +55,26 @@ def train_final(args: argparse.Namespace) -> Path:
     return tflite_path
 
 
+def refresh_card(args: argparse.Namespace) -> Path:
+    """Rewrite the model card and the JSON card's list of recipes tried from the stored LOCO results, keeping the
+    shipped weights and their measured facts (no network is trained or loaded). ValueError when args.out holds no
+    card of args.recipe."""
+    from tools.train import card as model_card
+
+    card_path = args.out / ("%s.json" % MODEL_NAME)
+    if not card_path.is_file():
+        raise ValueError("no model card %s to refresh (train the model first: python -m tools.train)" % card_path)
+    card = json.loads(card_path.read_text())
+    if card.get("training", {}).get("recipe") != args.recipe:
+        raise ValueError("%s is of recipe %s, not %s" % (card_path, card.get("training", {}).get("recipe"), args.recipe))
+    results_path = args.loco_results or args.out / loco.RESULTS.name
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    card["metrics"]["variants_tried"] = results.get("variants_tried", [args.recipe])
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    model_card.write_model_card(card, results, args.out / "MODEL_CARD.md")
+    return args.out / "MODEL_CARD.md"
+
+
 def final_network(chosen: recipes.Recipe, clips: list[data.Clip], versions: list[data.WindowSet]) -> tuple:
     """(Keras network, training seconds): trained on every clip, or loaded when `tools.study.loco --with-final` or an earlier
     run trained these settings on these clips."""
