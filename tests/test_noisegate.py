@@ -2,6 +2,7 @@
 
 import json
 import wave
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +12,14 @@ from serd.audio import load_audio
 from serd.frontend import SegmentStarted, SpeechFrontend
 from serd.features import FeatureParams
 from serd.manifest import read_manifests
-from serd.noisegate import periodicity
+from serd.noisegate import NoiseFloor, frame_powers, periodicity
 from serd.ringbuffer import RingBuffer
 from serd.vad import VadGate, VadParams
 from serd.windows import WindowParams
 from tests.conftest import SHARED_DIR
 from tests.support_cli import serd
 from tools.model.corpora import default_manifests
-from tools.study.noise_gate import at_level, babble
+from tools.study.noise_gate import at_level, babble, coloured_noise
 
 SAMPLE_RATE_HZ = 16000
 NOISE_LEVEL_DBFS = -20.0  # webrtcvad alone calls all of this voiced
@@ -67,6 +68,7 @@ def corpus_clips() -> dict[str, np.ndarray]:
 
 SILERO = VadParams(gate="silero")
 TALKER = VadParams(gate="silero-talker")
+LEVEL = VadParams(min_snr_db=12.0)  # webrtcvad with the level check alone
 BABBLE_S = 20.0
 
 
@@ -171,3 +173,65 @@ def test_a_voiced_chunk_repeats_at_its_pitch_period_and_the_crowd_less(corpus_cl
     crowd = [periodicity(babble_mix[i : i + 512]) for i in range(0, len(babble_mix) - 512, 8000)]
     assert np.mean(crowd) < 0.7
     assert periodicity(np.random.default_rng(3).standard_normal(512)) < 0.4
+
+
+def test_the_noise_floor_follows_the_quietest_recent_level_and_a_talker_rises_above_it():
+    floor = NoiseFloor(frame_ms=30, min_snr_db=12.0)
+    quiet, loud = 10.0 ** (-50 / 10), 10.0 ** (-30 / 10)  # -50 and -30 dBFS
+    assert [round(floor.excess_db(quiet), 6) for _ in range(100)] == [0.0] * 100
+    rising = [floor.excess_db(loud) for _ in range(16)]  # the level is the mean power of 16 frames (480 ms)
+    assert all(a < b for a, b in zip(rising, rising[1:])) and abs(rising[-1] - 20.0) < 1e-9
+    assert floor.above(loud)
+    held = [floor.excess_db(loud) for _ in range(100)]  # the floor is the lowest level of the last 100 frames (3 s)
+    assert abs(held[81] - 20.0) < 1e-9 and 11.0 < held[82] < 12.0  # the last quiet frame (99 frames back) leaves the window
+    assert all(a >= b for a, b in zip(held[81:], held[82:])) and abs(held[97]) < 1e-9 and not floor.above(loud)
+    floor.reset()
+    assert floor.excess_db(loud) == 0.0
+
+
+def test_digital_silence_counts_as_minus_100_dbfs_and_frame_powers_are_per_whole_frame():
+    floor = NoiseFloor(frame_ms=30, min_snr_db=12.0)
+    floor.excess_db(0.0)
+    assert abs(floor.excess_db(10.0 ** (-40 / 10) * 2) - 60.0) < 0.01  # the mean of 0 and 2e-4: -40 dBFS, 60 above silence
+    samples = np.concatenate([np.full(480, 16384, np.int16), np.zeros(480, np.int16), np.full(100, 32767, np.int16)])
+    assert np.allclose(frame_powers(samples, 480), [0.25, 0.0])
+
+
+@pytest.mark.parametrize("level_dbfs", [-45.0, -40.0])
+def test_babble_passes_the_silero_gate_with_the_level_check_as_almost_no_speech(babble_mix, level_dbfs):
+    crowd = at_level(babble_mix, level_dbfs)
+    assert share_passed(crowd, SILERO) > 0.1  # the Silero model alone calls some of a crowd speech
+    assert share_passed(crowd, replace(SILERO, min_snr_db=12.0)) <= 0.05
+
+
+def test_webrtcvad_with_the_level_check_alone_holds_steady_noise_out():
+    rng = np.random.default_rng(8)
+    for kind in ("white", "pink", "brown"):
+        noise = at_level(coloured_noise(kind, 20 * SAMPLE_RATE_HZ, rng), -20.0)
+        assert share_passed(noise, VadParams()) > 0.9, kind  # webrtcvad alone calls all of it voice
+        assert share_passed(noise, LEVEL) == 0.0, kind
+
+
+def test_the_level_check_keeps_what_webrtcvad_calls_speech_on_each_corpus_clip_but_less_over_a_loud_background(corpus_clips):
+    for name, clip in corpus_clips.items():
+        reference = segments(clip, VadParams(gate="webrtc"))
+        kept = segments(clip, LEVEL)
+        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in reference)
+        share = overlap / sum(end - start for start, end in reference)
+        if name == "savee":  # a background about 15 dB below the voice: the voice rises 12 dB above it only at its loudest
+            assert 0.5 <= share < 0.9
+        else:
+            assert share >= 0.9, name  # ravdess's keeps 93 %
+
+
+def test_a_talker_after_babble_opens_one_segment_in_the_talk_with_the_silero_gate_and_the_level_check(corpus_clips, babble_mix):
+    crowd = at_level(babble_mix, -40.0)
+    talk = corpus_clips["ravdess"]
+    lead = 8 * SAMPLE_RATE_HZ
+    stream = crowd.copy()
+    stream[lead : lead + len(talk)] = np.clip(stream[lead : lead + len(talk)].astype(np.int32) + talk, -32768, 32767)
+    assert len(segments(stream, SILERO)) > 1  # the Silero model alone also takes parts of the crowd for speech
+    for chunk_samples in (480, 1024, 16000):
+        found = segments(stream, replace(SILERO, min_snr_db=12.0), chunk_samples)
+        assert len(found) == 1, chunk_samples
+        assert lead - SAMPLE_RATE_HZ <= found[0][0] < lead + len(talk) <= found[0][1] + SAMPLE_RATE_HZ

@@ -1,6 +1,6 @@
 """How much noise each [vad] gate lets through, and how much of the corpora's speech it keeps.
 
-    python -m tools.study.noise_gate [--clips-per-corpus 60] [--noise-s 60] [--out docs/noise_gate.json]
+    python -m tools.study.noise_gate [--clips-per-corpus 60] [--noise-s 60] [--min-snr-db 12] [--out docs/noise_gate.json]
 
 Noise: white, pink and brown (generated, seeded) at two levels, and babble (8 speakers of four corpora,
 each speaker's clips end to end, summed) at two low levels; each --noise-s long. Noise passed = the
@@ -8,7 +8,8 @@ share of noise time inside the gate's segments. Speech: --clips-per-corpus clips
 under ../shared/corpora, drawn seeded; speech time = the time webrtcvad alone (gate webrtc) puts in
 segments on the clean clip; speech passed = the share of that time the gate under test also puts in
 segments. CPU = process time of the gate alone per audio second. The audio is read in place, never copied.
---gates measures only some gates (webrtc, the speech time's reference, always runs).
+--gates measures only some gates (webrtc, the speech time's reference, always runs); with --min-snr-db
+every gate is measured again with that [vad] min_snr_db, as "GATE+snr".
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +39,7 @@ BABBLE_SPEAKERS = 8
 LOWEST_NOISE_HZ = 20.0
 SEED = 24
 DEFAULT_OUT = Path("docs/noise_gate.json")
+SNR_SUFFIX = "+snr"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,12 +49,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--noise-s", type=float, default=60.0, help="seconds of each noise")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results JSON")
     parser.add_argument("--gates", default=",".join(GATES), help="comma-separated gates to measure (default: all)")
+    parser.add_argument("--min-snr-db", type=float, default=0.0, help="also measure every gate with this [vad] min_snr_db")
     args = parser.parse_args(argv)
     args.gates = tuple(dict.fromkeys(["webrtc"] + [g.strip() for g in args.gates.split(",") if g.strip()]))
     unknown = [gate for gate in args.gates if gate not in GATES]
     if unknown:
         parser.error("unknown gate %s (known: %s)" % (", ".join(unknown), ", ".join(GATES)))
+    if args.min_snr_db < 0:
+        parser.error("--min-snr-db must not be negative")
+    if args.min_snr_db > 0:
+        args.gates += tuple(gate + SNR_SUFFIX for gate in args.gates)
     return args
+
+
+def gate_params(base: VadParams, name: str, min_snr_db: float) -> VadParams:
+    """The parameters of a measured configuration: a gate, or a gate with the level check (GATE+snr)."""
+    if name.endswith(SNR_SUFFIX):
+        return replace(base, gate=name[: -len(SNR_SUFFIX)], min_snr_db=min_snr_db)
+    return replace(base, gate=name)
 
 
 def at_level(samples: np.ndarray, level_dbfs: float) -> np.ndarray:
@@ -124,13 +139,13 @@ def covered(spans: list[tuple[int, int]], n_samples: int) -> np.ndarray:
     return mask
 
 
-def noise_results(noises: dict[str, np.ndarray], base: VadParams, gates: tuple[str, ...]) -> dict:
+def noise_results(noises: dict[str, np.ndarray], base: VadParams, gates: tuple[str, ...], min_snr_db: float) -> dict:
     """Per noise and gate: the share of noise time in segments, segment count, CPU per audio second."""
     results = {}
     for name, samples in noises.items():
         results[name] = {}
         for gate in gates:
-            spans, cpu_s, calls = segments(samples, replace(base, gate=gate))
+            spans, cpu_s, calls = segments(samples, gate_params(base, gate, min_snr_db))
             passed = covered(spans, len(samples)).mean()
             results[name][gate] = {"noise_passed": round(float(passed), 4), "segments": len(spans),
                                    "cpu_s_per_audio_s": round(cpu_s * SAMPLE_RATE_HZ / len(samples), 5),
@@ -139,7 +154,7 @@ def noise_results(noises: dict[str, np.ndarray], base: VadParams, gates: tuple[s
     return results
 
 
-def speech_results(clips: list, base: VadParams, gates: tuple[str, ...]) -> dict:
+def speech_results(clips: list, base: VadParams, gates: tuple[str, ...], min_snr_db: float) -> dict:
     """Per corpus: webrtcvad's speech time on the clean clips, the share each other gate keeps, CPU."""
     totals: dict[str, dict[str, float]] = {}
     for clip in clips:
@@ -153,7 +168,7 @@ def speech_results(clips: list, base: VadParams, gates: tuple[str, ...]) -> dict
         row["speech_s"] += speech.sum() / SAMPLE_RATE_HZ
         row["webrtc_cpu_s"] += webrtc_cpu_s
         for gate in gates[1:]:
-            tested, cpu_s, _ = segments(samples, replace(base, gate=gate))
+            tested, cpu_s, _ = segments(samples, gate_params(base, gate, min_snr_db))
             row[gate + "_passed_s"] += (speech & covered(tested, len(samples))).sum() / SAMPLE_RATE_HZ
             row[gate + "_cpu_s"] += cpu_s
     everything = {key: sum(row[key] for row in totals.values()) for key in next(iter(totals.values()))}
@@ -193,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     mix, speakers = babble(clips, n_samples, rng)
     noises.update({"babble %+.0f dBFS" % level: at_level(mix, level) for level in BABBLE_LEVELS_DBFS})
     base = VadParams()
-    results = {"command": "python -m tools.study.noise_gate", "noise_s": args.noise_s, "babble_speakers": speakers,
+    given = sys.argv[1:] if argv is None else argv
+    results = {"command": " ".join(["python -m tools.study.noise_gate"] + list(given)), "noise_s": args.noise_s, "babble_speakers": speakers,
                "speech_time": "what gate webrtc alone puts in segments on the clean clips",
                "clips_per_corpus": args.clips_per_corpus, "gates": list(args.gates),
-               "noise": noise_results(noises, base, args.gates),
-               "speech": speech_results(draw_clips(clips, args.clips_per_corpus, rng), base, args.gates)}
+               "min_snr_db": args.min_snr_db,
+               "noise": noise_results(noises, base, args.gates, args.min_snr_db),
+               "speech": speech_results(draw_clips(clips, args.clips_per_corpus, rng), base, args.gates, args.min_snr_db)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     log.info("wrote %s", args.out)
