@@ -111,10 +111,7 @@ def test_each_corpus_clip_still_opens_a_segment_and_the_noise_between_them_does_
 
 def test_the_silero_gate_keeps_most_of_what_webrtcvad_calls_speech_on_clean_clips(corpus_clips):
     for name, clip in corpus_clips.items():
-        reference = sum(end - start for start, end in segments(clip, VadParams(gate="webrtc")))
-        kept = segments(clip, VadParams(gate="silero"))
-        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in segments(clip, VadParams(gate="webrtc")))
-        assert overlap >= 0.8 * reference, name
+        assert share_kept(clip, SILERO) >= 0.8, name
 
 
 @pytest.mark.parametrize("chunk_samples", [160, 480, 1024, 16000])
@@ -134,6 +131,29 @@ def test_a_bad_gate_is_one_line_naming_the_key(tmp_path):
     assert result.stderr.strip().splitlines() == ["serd: error: [vad] gate: 'energy' must be webrtc, silero or silero-talker"]
 
 
+def talk_over(crowd: np.ndarray, talk: np.ndarray, lead: int) -> np.ndarray:
+    """The crowd with the talk added from sample lead on."""
+    stream = crowd.copy()
+    stream[lead : lead + len(talk)] = np.clip(stream[lead : lead + len(talk)].astype(np.int32) + talk, -32768, 32767)
+    return stream
+
+
+def one_segment_in_the_talk(stream: np.ndarray, params: VadParams, lead: int, talk_samples: int) -> None:
+    """Whatever the chunk size, the gate opens one segment, over the talk (give or take a second)."""
+    for chunk_samples in (480, 1024, 16000):
+        found = segments(stream, params, chunk_samples)
+        assert len(found) == 1, chunk_samples
+        assert lead - SAMPLE_RATE_HZ <= found[0][0] < lead + talk_samples <= found[0][1] + SAMPLE_RATE_HZ
+
+
+def share_kept(clip: np.ndarray, params: VadParams) -> float:
+    """The share of the time webrtcvad alone puts in segments that the gate also does."""
+    reference = segments(clip, VadParams(gate="webrtc"))
+    kept = segments(clip, params)
+    overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in reference)
+    return overlap / sum(end - start for start, end in reference)
+
+
 def test_the_gate_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="^vad gate must be one of webrtc, silero, silero-talker, not 'energy'$"):
         VadGate(VadParams(gate="energy"), SAMPLE_RATE_HZ)
@@ -148,22 +168,12 @@ def test_babble_of_eight_voices_passes_the_talker_gate_as_almost_no_speech(babbl
 
 def test_the_talker_gate_keeps_what_webrtcvad_calls_speech_on_each_corpus_clip(corpus_clips):
     for name, clip in corpus_clips.items():
-        reference = segments(clip, VadParams(gate="webrtc"))
-        kept = segments(clip, TALKER)
-        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in reference)
-        assert overlap >= 0.6 * sum(end - start for start, end in reference), name  # ravdess's keeps 74 %
+        assert share_kept(clip, TALKER) >= 0.6, name  # ravdess's keeps 74 %
 
 
 def test_a_talker_after_babble_opens_one_segment_in_the_talk_whatever_the_chunk_size(corpus_clips, babble_mix):
-    crowd = at_level(babble_mix, -50.0)
-    talk = corpus_clips["emovo"]
-    lead = 8 * SAMPLE_RATE_HZ
-    stream = crowd.copy()
-    stream[lead : lead + len(talk)] = np.clip(stream[lead : lead + len(talk)].astype(np.int32) + talk, -32768, 32767)
-    for chunk_samples in (480, 1024, 16000):
-        found = segments(stream, TALKER, chunk_samples)
-        assert len(found) == 1, chunk_samples
-        assert lead - SAMPLE_RATE_HZ <= found[0][0] < lead + len(talk) <= found[0][1] + SAMPLE_RATE_HZ
+    talk, lead = corpus_clips["emovo"], 8 * SAMPLE_RATE_HZ
+    one_segment_in_the_talk(talk_over(at_level(babble_mix, -50.0), talk, lead), TALKER, lead, len(talk))
 
 
 def test_a_voiced_chunk_repeats_at_its_pitch_period_and_the_crowd_less(corpus_clips, babble_mix):
@@ -214,10 +224,7 @@ def test_webrtcvad_with_the_level_check_alone_holds_steady_noise_out():
 
 def test_the_level_check_keeps_what_webrtcvad_calls_speech_on_each_corpus_clip_but_less_over_a_loud_background(corpus_clips):
     for name, clip in corpus_clips.items():
-        reference = segments(clip, VadParams(gate="webrtc"))
-        kept = segments(clip, LEVEL)
-        overlap = sum(max(0, min(e, re) - max(s, rs)) for s, e in kept for rs, re in reference)
-        share = overlap / sum(end - start for start, end in reference)
+        share = share_kept(clip, LEVEL)
         if name == "savee":  # a background about 15 dB below the voice: the voice rises 12 dB above it only at its loudest
             assert 0.5 <= share < 0.9
         else:
@@ -225,13 +232,7 @@ def test_the_level_check_keeps_what_webrtcvad_calls_speech_on_each_corpus_clip_b
 
 
 def test_a_talker_after_babble_opens_one_segment_in_the_talk_with_the_silero_gate_and_the_level_check(corpus_clips, babble_mix):
-    crowd = at_level(babble_mix, -40.0)
-    talk = corpus_clips["ravdess"]
-    lead = 8 * SAMPLE_RATE_HZ
-    stream = crowd.copy()
-    stream[lead : lead + len(talk)] = np.clip(stream[lead : lead + len(talk)].astype(np.int32) + talk, -32768, 32767)
+    talk, lead = corpus_clips["ravdess"], 8 * SAMPLE_RATE_HZ
+    stream = talk_over(at_level(babble_mix, -40.0), talk, lead)
     assert len(segments(stream, SILERO)) > 1  # the Silero model alone also takes parts of the crowd for speech
-    for chunk_samples in (480, 1024, 16000):
-        found = segments(stream, replace(SILERO, min_snr_db=12.0), chunk_samples)
-        assert len(found) == 1, chunk_samples
-        assert lead - SAMPLE_RATE_HZ <= found[0][0] < lead + len(talk) <= found[0][1] + SAMPLE_RATE_HZ
+    one_segment_in_the_talk(stream, replace(SILERO, min_snr_db=12.0), lead, len(talk))
