@@ -34,6 +34,7 @@ PYTEST = "python -m pytest -x -q -p no:cacheprovider"
 MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "serd/smoothing.py": ("tests/test_smoothing.py",),
     "serd/vad.py": ("tests/test_vad.py", "tests/test_noisegate.py", "tests/test_frontend.py"),
+    "serd/noisegate.py": ("tests/test_noisegate.py", "tests/test_vad.py"),
     "serd/ringbuffer.py": ("tests/test_ringbuffer.py", "tests/test_properties.py"),
     "serd/windows.py": ("tests/test_windows.py",),
     "serd/features.py": ("tests/test_features.py", "tests/test_properties.py"),
