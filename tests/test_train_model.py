@@ -154,3 +154,12 @@ def test_settings_added_later_keep_the_cache_names_of_earlier_runs():
     assert "corpus_adversary=0.5" in nn.TrainSettings(epochs=3, corpus_adversary=0.5).key()
     assert "adversary_" not in nn.TrainSettings(epochs=3, corpus_adversary=0.5).key()
     assert "adversary_lr=0.001" in nn.TrainSettings(epochs=3, corpus_adversary=0.5, adversary_lr=1e-3).key()
+
+
+def test_window_cache_names_stay_those_of_earlier_runs_while_later_gate_keys_hold_their_defaults():
+    from serd.manifest import Clip
+    from tools.model import augment, data
+
+    clips = [Clip("/x/a.flac", "c:1", "happy", 1.0), Clip("/x/b.flac", "c:2", "sad", 2.0)]
+    assert data.cache_key(clips, None, 0) == "8a235b99e3796db8"  # the key before [vad] gate and min_snr_db existed
+    assert data.cache_key(clips, augment.AudioAugment(reverb_prob=0.4, telephone_prob=0.2), 1) == "616ec334eedf1cf4"

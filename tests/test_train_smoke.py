@@ -74,7 +74,8 @@ def test_training_writes_an_int8_model_and_a_valid_card(trained):
     assert set(card) == CARD_KEYS
     assert card["labels"] == LABELS and card["output"] == "embedding" and card["normalisation"] == "per-window-cmvn"
     assert card["features"] == FeatureParams().to_dict() and card["window"] == WindowParams().to_dict()
-    assert set(card["vad"]) == {"aggressiveness", "frame_ms", "min_speech_ms", "hangover_ms", "pre_roll_ms", "gate"}
+    assert set(card["vad"]) == {"aggressiveness", "frame_ms", "min_speech_ms", "hangover_ms", "pre_roll_ms", "gate", "min_snr_db"}
+    assert card["vad"]["min_snr_db"] == 0.0, "the card says its training windows passed no level check"
     assert card["vad"]["gate"] == "webrtc", "the card names the gate its training windows passed"
     assert card["temperature"] > 0 and card["sample_rate_hz"] == 16000
     io = card["metrics"]["input"]

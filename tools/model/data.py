@@ -96,11 +96,15 @@ def clip_labels(clips: list[Clip], labels: tuple[str, ...] = LABELS) -> np.ndarr
     return np.array([position[clip.emotion] for clip in clips], dtype=np.int64)
 
 
+VAD_LATER_DEFAULTS = {"gate": "webrtc", "min_snr_db": 0.0}  # gate keys added since the first caches: left out of the key
+# at these values, so that those caches stay valid
+
+
 def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int, raw: bool = False) -> str:
     """Hash of everything that shapes the windows: clips, front-end parameters, augmentation, normalisation."""
     spec = {
         "clips": [clip.path for clip in clips],
-        "vad": {k: v for k, v in asdict(vad_params()).items() if not (k == "gate" and v == "webrtc")},  # webrtc: as before the key
+        "vad": {k: v for k, v in asdict(vad_params()).items() if not (k in VAD_LATER_DEFAULTS and v == VAD_LATER_DEFAULTS[k])},
         "features": FeatureParams().to_dict(),
         "window": WindowParams().to_dict(),
         "augment": asdict(aug) if aug else None,
