@@ -9,7 +9,7 @@ import pytest
 
 from serd.audio import chunks, load_audio
 from serd.features import FeatureExtractor, FeatureParams, normalise_window
-from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady, clip_windows
+from serd.frontend import SegmentEnded, SegmentStarted, SpeechFrontend, WindowReady, clip_window_items, clip_windows
 from serd.ringbuffer import RingBuffer
 from serd.vad import VadGate, VadParams
 from serd.windows import WindowParams
@@ -74,6 +74,23 @@ def test_clip_windows_are_the_windows_of_the_vad_segment(clip):
     for window, (_, reference) in zip(windows, expected):
         assert window.shape == (WINDOWS.frames, FEATURES.n_mels)
         np.testing.assert_allclose(window, reference, atol=1e-5)
+
+
+def test_clip_window_items_carry_the_audio_span_each_window_was_made_from(clip):
+    ((start, end),) = vad_segments(clip)
+    items = clip_window_items(clip, VAD, FEATURES, WINDOWS)
+    expected = expected_windows(clip[start:end])
+    span, hop = WINDOWS.frames * FEATURES.hop_samples, WINDOWS.hop_frames * FEATURES.hop_samples
+    assert len(items) == len(expected) >= 2
+    for item, (_, reference) in zip(items, expected):
+        np.testing.assert_allclose(item.window, reference, atol=1e-5)
+        assert start <= item.start_index and item.end_index <= end and item.end_index - item.start_index == span
+    assert [b.end_index - a.end_index for a, b in zip(items, items[1:])] == [hop] * (len(items) - 1)
+    assert items[0].start_index - start < FEATURES.n_fft  # the first window starts with the segment's first frame
+    short = clip[: start + span // 2 + FEATURES.n_fft]  # half a window of speech: one padded window, from the segment's start
+    ((short_start, _),) = vad_segments(short)
+    (only,) = clip_window_items(short, VAD, FEATURES, WINDOWS)
+    assert only.start_index == short_start and only.end_index - only.start_index < span
 
 
 def test_items_follow_the_segments_in_order(conversation):
