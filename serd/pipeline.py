@@ -60,8 +60,8 @@ class Pipeline:
         self._wall_clock = wall_clock
         self._rate_hz = model.card.sample_rate_hz
         params = vad_params(vad)
-        shaping = replace(params, gate=model.card.vad.gate, min_snr_db=model.card.vad.min_snr_db)  # these hold noise out only
-        if shaping != model.card.vad:
+        as_trained = replace(params, gate=model.card.vad.gate, min_snr_db=model.card.vad.min_snr_db)  # these hold noise out,
+        if as_trained != model.card.vad:  # they shape no window
             log.warning("VAD settings differ from those the model was trained with (%s)", model.card.vad)
         check_ring_for(model, ring)
         self.voice = model.new_voice(speaker_memory_s)  # the voice estimate, if the model keeps one

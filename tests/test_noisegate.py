@@ -236,3 +236,16 @@ def test_a_talker_after_babble_opens_one_segment_in_the_talk_with_the_silero_gat
     stream = talk_over(at_level(babble_mix, -40.0), talk, lead)
     assert len(segments(stream, SILERO)) > 1  # the Silero model alone also takes parts of the crowd for speech
     one_segment_in_the_talk(stream, replace(SILERO, min_snr_db=12.0), lead, len(talk))
+
+
+@pytest.mark.parametrize(("vad", "warned"), [({"min_snr_db": 12.0}, False), ({"gate": "silero", "min_snr_db": 12.0}, False),
+                                            ({"hangover_ms": 600}, True)])
+def test_only_what_shapes_the_windows_is_compared_with_the_models_training(caplog, vad, warned):
+    from serd.config import SmoothingConfig, VadConfig
+    from serd.model import load_model
+    from serd.pipeline import Pipeline
+
+    model = load_model(Path(__file__).resolve().parent.parent / "models" / "serd-emotion.tflite")
+    with caplog.at_level("WARNING", logger="serd.pipeline"):
+        Pipeline(RingBuffer(30 * SAMPLE_RATE_HZ), model, VadConfig(**vad), SmoothingConfig(), "d")
+    assert any("differ from those the model was trained with" in r.getMessage() for r in caplog.records) is warned
