@@ -234,3 +234,83 @@ def test_kept_audio_is_exactly_the_span_of_each_window(conversation):
     assert windows >= 2
     plain = [item for item in run_frontend(conversation, 480)[0] if isinstance(item, WindowReady)]
     assert all(item.audio is None for item in plain) and len(plain) == windows
+
+
+@pytest.mark.parametrize("frame_ms", [30, 10])
+def test_settled_index_trails_the_vad_by_less_than_a_model_hop_in_speech_and_stops_at_a_candidate_start_outside(conversation, frame_ms):
+    vad = replace(VAD, frame_ms=frame_ms)
+    gate = VadGate(vad, SAMPLE_RATE_HZ)
+    ring = RingBuffer(len(conversation))
+    frontend = SpeechFrontend(ring, vad, FEATURES, WINDOWS, gate=gate)
+    hop = WINDOWS.hop_frames * FEATURES.hop_samples
+    assert frontend.settled_index == 0
+    below_the_cursor = 0
+    for chunk in chunks(conversation, 160):
+        ring.write(chunk)
+        frontend.process()
+        if frontend.in_speech:  # features wait at most one model hop behind the VAD's decisions
+            assert gate.decided_index - hop < frontend.settled_index <= gate.decided_index
+        else:  # a candidate's start (its voiced run and pre-roll) may still be reported
+            assert frontend.settled_index == min(gate.earliest_start_index, frontend.consumed_index)
+            below_the_cursor += frontend.settled_index < frontend.consumed_index
+    assert below_the_cursor > 0
+    frontend.flush()  # the stream ended: everything consumed is decided
+    assert frontend.settled_index == frontend.consumed_index == len(conversation)
+    assert frontend.process() == [] and frontend.settled_index == len(conversation)  # nothing new: still ended
+
+
+def test_each_window_is_released_by_the_process_call_that_decides_its_last_frame(clip):
+    speech = clip[SPEECH_START:SPEECH_STOP]
+    samples = np.concatenate([SILENCE, speech, speech, SILENCE])  # a 4 s utterance: windows past the first few
+    gate = VadGate(VAD, SAMPLE_RATE_HZ)
+    ring = RingBuffer(len(samples))
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS, gate=gate)
+    released, decided = [], []  # (call, window end); decided index after each call
+    for call, chunk in enumerate(chunks(samples, 160)):
+        ring.write(chunk)
+        released += [(call, item.sample_index) for item in frontend.process() if isinstance(item, WindowReady)]
+        decided.append(gate.decided_index)
+    assert len(released) >= 5
+    for call, end_index in released:
+        assert call == next(index for index, value in enumerate(decided) if value >= end_index)
+
+
+def test_kept_audio_is_the_window_span_wherever_the_stream_is_and_released_audio_is_what_no_window_needs(clip):
+    speech = clip[SPEECH_START:SPEECH_STOP]
+    samples = np.concatenate([np.zeros(3 * SAMPLE_RATE_HZ, dtype=np.int16), speech, speech, SILENCE])  # windows end past twice the span
+    ring = RingBuffer(len(samples))
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS, keep_audio=True)
+    span = WINDOWS.frames * FEATURES.hop_samples
+    items, start, released_past_the_start = [], 0, 0
+    for chunk in chunks(samples, 480):
+        ring.write(chunk)
+        items += frontend.process()
+        start = next((item.sample_index for item in reversed(items) if isinstance(item, SegmentStarted)), start)
+        if frontend.in_speech:  # a window still to come needs the span before the features' cursor, within the segment
+            assert frontend.released_index == max(start, frontend.settled_index - span)
+            released_past_the_start += frontend.released_index > start
+        else:
+            assert frontend.released_index == frontend.consumed_index
+    assert released_past_the_start > 0
+    items += frontend.flush()
+    full = [item for item in items if isinstance(item, WindowReady) and len(item.audio) == span]
+    assert len(full) >= 3 and all(item.sample_index > 2 * span for item in full)
+    for item in full:
+        assert np.array_equal(item.audio, samples[item.sample_index - span : item.sample_index])
+
+
+def test_a_writer_lapping_exactly_to_the_vad_cursor_costs_only_the_features_lag(clip):
+    speech = clip[SPEECH_START:]  # speech from the stream's first sample: the features' lag is most of what was heard
+    capacity = 9600
+    ring = RingBuffer(capacity)
+    frontend = SpeechFrontend(ring, replace(VAD, gate="webrtc"), FEATURES, WINDOWS)  # opens at webrtcvad's onset
+    ring.write(speech[:4800])
+    assert any(isinstance(item, SegmentStarted) for item in frontend.process())
+    lag_start = frontend.settled_index  # the features wait for a window or a hop of audio
+    assert lag_start < frontend.consumed_index // 2
+    ring.write(speech[4800 : 4800 + capacity])  # the oldest held sample is now exactly the VAD's next one
+    assert ring.start_index == frontend.consumed_index == 4800
+    items = frontend.process()
+    assert frontend.lost_samples == 4800 - lag_start
+    assert not any(isinstance(item, SegmentStarted) for item in items)  # the segment went on: not ended at the lap
+    assert frontend.in_speech and all(item.sample_index > 4800 for item in items if isinstance(item, WindowReady))
