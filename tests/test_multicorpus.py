@@ -15,6 +15,7 @@ from tests.support_cli import serd, write_manifest
 from serd.features import FeatureParams
 from tools.model import augment, corpora, data, recipes
 from tools.train import multicorpus
+from tools.train.card import why_chosen
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SEVEN = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -305,3 +306,16 @@ def test_card_only_rewrites_the_cards_from_the_stored_results_without_touching_t
     missing = subprocess.run(command[:5] + [str(tmp_path / "empty")], cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 2 and missing.stderr == (
         "tools.train: error: no model card %s to refresh (train the model first: python -m tools.train)\n" % (tmp_path / "empty" / "serd-emotion.json"))
+
+
+def test_the_card_says_why_the_shipped_recipe_was_chosen_among_those_with_every_fold_run():
+    def loco(mean: float, std: float, folds: int = 5) -> dict:
+        names = ["bangla", "emovo", "ravdess", "savee", "tess"][:folds]
+        return {"loco": {"folds_done": names, "mean": {"uar_restricted": [mean, std, mean - std, mean + std]}}}
+
+    tried = {"wide": loco(0.379, 0.045), "cheap": loco(0.372, 0.040), "stopped": loco(0.45, 0.01, folds=2)}
+    assert why_chosen(tried, "wide") == "the one with the highest LOCO mean"  # a recipe stopped short does not count
+    assert why_chosen(tried, "cheap") == ("chosen for its cost (a cheaper network), 0.7 points below the highest LOCO mean "
+                                       "(`wide`, 37.9), less than one standard deviation across corpora")
+    tried["cheap"] = loco(0.30, 0.040)
+    assert why_chosen(tried, "cheap").endswith("7.9 points below the highest LOCO mean (`wide`, 37.9)")
