@@ -18,7 +18,7 @@ FOLDED = {"calm": "neutral"}  # RAVDESS's calm is a low-arousal neutral
 # low arousal neutral, sad, disgust; negative valence sad, angry, fearful, disgust.
 HIGH_AROUSAL = ("happy", "angry", "fearful", "surprised")
 NEGATIVE_VALENCE = ("sad", "angry", "fearful", "disgust")
-CORPORA_DIR = data.REPO_DIR.parent / "shared" / "corpora"
+CORPORA_DIR = data.SHARED_DIR / "corpora"
 
 
 def default_manifests() -> list[Path]:

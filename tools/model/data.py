@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 LABELS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 REPO_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_MANIFEST = REPO_DIR.parent / "shared" / "corpora" / "ravdess" / "MANIFEST.tsv"
+SHARED_DIR = Path(os.environ.get("SERD_SHARED_DIR") or REPO_DIR.parent / "shared")  # the corpora beside the checkout
+DEFAULT_MANIFEST = SHARED_DIR / "corpora" / "ravdess" / "MANIFEST.tsv"
 CACHE_ENV = "SERD_TRAIN_CACHE"  # overrides the cache folder (tests use a temporary one)
 N_FOLDS = 5
 PRIOR_WEIGHT_FRAMES = 1000  # the speaker prior counts as 10 s of speech in the daemon's running estimate
