@@ -176,3 +176,66 @@ def test_flush_closes_an_open_segment_at_the_last_decided_sample(speech):
 def test_bad_frame_length_is_refused():
     with pytest.raises(ValueError, match="frame_ms"):
         VadGate(VadParams(frame_ms=25), SAMPLE_RATE_HZ)
+
+
+def test_the_gates_defaults_are_the_vad_sections_so_tools_and_daemon_cut_the_same_segments():
+    from serd.config import VadConfig
+    from serd.pipeline import vad_params
+
+    assert VadParams() == vad_params(VadConfig())
+    with pytest.raises(AttributeError):  # shared by the pipelines of a reload: never changed in place
+        VadParams().hangover_ms = 1
+
+
+def test_speech_from_the_first_sample_opens_at_zero_once_min_speech_frames_are_voiced(speech):
+    params = VadParams()
+    decisions = frame_decisions(speech, params)
+    min_frames = -(-params.min_speech_ms // params.frame_ms)
+    assert all(decisions[:min_frames])  # voiced from its first frame
+    resumed_at = 5 * SAMPLE_RATE_HZ
+    for before in ("nothing", "flush", "gap"):  # a fresh gate; one flushed (it goes on as from silence); one after a gap
+        gate = VadGate(params, SAMPLE_RATE_HZ)
+        if before != "nothing":
+            gate.push(speech[: 10 * 480])
+            gate.flush()
+        if before == "gap":
+            gate.start_at(resumed_at)
+        pushed = [gate.push(frame) for frame in chunks(speech[: 480 * min_frames], 480)]
+        assert pushed[:-1] == [[]] * (min_frames - 1)  # not one frame early
+        assert [boundary.kind for boundary in pushed[-1]] == ["start"]
+    assert pushed[-1][0].sample_index == resumed_at - params.pre_roll_ms * SAMPLES_PER_MS  # (the front end clamps it to its ring)
+    assert run_gate(speech, params)[0] == SpeechBoundary("start", 0)  # the pre-roll stops at the stream's start
+
+
+def test_earliest_start_is_the_pre_roll_in_silence_and_the_start_a_voiced_run_will_report(clip):
+    params = VadParams()
+    gate = VadGate(params, SAMPLE_RATE_HZ)
+    pre_roll = params.pre_roll_ms * SAMPLES_PER_MS
+    assert gate.earliest_start_index == 0
+    last_end, checked = 0, 0
+    for frame in chunks(clip, 480):
+        before = gate.earliest_start_index
+        boundaries = gate.push(frame)
+        for boundary in boundaries:
+            if boundary.kind == "start":  # the run's start was known one frame before it was confirmed
+                assert boundary.sample_index == before
+                checked += 1
+            else:
+                last_end = boundary.sample_index
+        if gate.in_speech:
+            assert gate.earliest_start_index == gate.decided_index
+        elif not boundaries and not frame.any():
+            assert gate.earliest_start_index == max(gate.decided_index - pre_roll, last_end)
+    assert checked == 1 and gate.decided_index - pre_roll > 0
+
+
+def test_any_positive_min_snr_db_turns_the_level_check_on():
+    white = (np.random.default_rng(5).standard_normal(10 * SAMPLE_RATE_HZ) * 1000).astype(np.int16)  # steady, about -30 dBFS
+    assert run_gate(white, VadParams())  # webrtcvad alone calls it speech
+    assert run_gate(white, VadParams(min_snr_db=1.0)) == []  # the level never rises 1 dB above its own floor
+
+
+def test_the_webrtc_gate_asks_the_silero_model_nothing(speech):
+    gate = VadGate(VadParams(), SAMPLE_RATE_HZ)
+    gate.push(speech)
+    assert gate.silero_calls == 0
