@@ -319,3 +319,22 @@ def test_the_card_says_why_the_shipped_recipe_was_chosen_among_those_with_every_
                                        "(`wide`, 37.9), less than one standard deviation across corpora")
     tried["cheap"] = loco(0.30, 0.040)
     assert why_chosen(tried, "cheap").endswith("7.9 points below the highest LOCO mean (`wide`, 37.9)")
+
+
+def test_an_ensemble_of_recipes_is_scored_per_held_out_corpus_on_its_own_classes(tmp_path):
+    from tools.study.ensemble import loco_ensemble_scores
+
+    manifests = [tiny_corpus(tmp_path, "ravsmall", "ravdess", ("01", "02"), 1), tiny_corpus(tmp_path, "banglasmall", "bangla", ("01",), 1)]
+    clips = corpora.read_clips(manifests)
+    truth = data.clip_labels(clips, corpora.LABELS)
+    right = np.eye(len(corpora.LABELS))[truth]
+    angry = np.zeros_like(right)
+    angry[:, corpora.LABELS.index("angry")] = 0.7
+    leaning = angry + 0.3 * right  # mostly angry, some of the truth
+    seen = np.ones(len(clips), dtype=bool)
+    alone = {row["variants"][0]: row for row in loco_ensemble_scores({"right": (right, seen), "angry": (leaning, seen)}, 1, clips)}
+    assert alone["right"]["folds"] == [1.0, 1.0] and alone["right"]["fold_names"] == ["banglasmall", "ravsmall"]
+    classes = corpora.corpus_classes(clips)
+    assert alone["angry"]["folds"] == [round(1 / len(classes[name]), 4) for name in ("banglasmall", "ravsmall")]
+    (together,) = loco_ensemble_scores({"right": (right, seen), "angry": (leaning, seen)}, 2, clips)
+    assert together["uar"] == 1.0 and together["variants"] == ["right", "angry"]  # the mean posterior leans to the truth

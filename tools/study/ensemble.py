@@ -6,6 +6,12 @@ all of its folds cached (`python -m tools.train --cv --variants NAME` first). Wi
 every combination of K of the named variants, best first (each variant alone is listed first).
 
     python -m tools.study.ensemble --variants kdwide80w9,kdwide80w9d2,speed50,spk25 [--size 3] [--json]
+
+With --recipes it does the same for multi-corpus recipes on their cached leave-one-corpus-out folds
+(`python -m tools.study.loco --recipe NAME --protocol loco` first): each held-out corpus scored on its own
+classes, as the model card does.
+
+    python -m tools.study.ensemble --recipes multi7warp,multi7x4s2d
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from tools.study import scoring
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(prog="python -m tools.study.ensemble", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", required=True, help="comma-separated CV variants whose folds are cached")
+    members = parser.add_mutually_exclusive_group(required=True)
+    members.add_argument("--variants", help="comma-separated CV variants whose folds are cached")
+    members.add_argument("--recipes", help="comma-separated multi-corpus recipes whose LOCO folds are cached")
     parser.add_argument("--size", type=int, default=0, help="score every combination of this many (default: all of them, once)")
     parser.add_argument("--logits", default="int8_logits", choices=("int8_logits", "float_logits"), help="which cached outputs to average")
-    parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS")
+    parser.add_argument("--manifest", action="append", type=Path, help="MANIFEST.tsv (repeatable); default: RAVDESS with --variants, every shared corpus with --recipes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     return parser.parse_args(argv)
 
@@ -59,11 +67,48 @@ def ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int
     return sorted(rows, key=lambda row: -row["uar"])
 
 
+def loco_posteriors(name: str, clips: list, fold_of_clip: np.ndarray, fold_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_clips, n_labels) clip posteriors of a recipe, each clip's from the LOCO fold that held its corpus out, and a mask
+    of clips with windows; ValueError naming the command when a fold is not cached."""
+    from tools.model import recipes
+    from tools.study import loco, loco_scoring
+
+    chosen = recipes.recipe(name)
+    folds = {}
+    for fold, fold_name in enumerate(fold_names):
+        path = loco.fold_path(chosen, clips, fold_of_clip, fold)
+        if not path.is_file():
+            raise ValueError("recipe %s has no cached LOCO fold %s; run python -m tools.study.loco --recipe %s --protocol loco"
+                             % (name, fold_name, name))
+        folds[fold] = dict(np.load(path))
+    return loco_scoring.clip_probabilities(*loco_scoring.oof_windows(folds, "clean_int8"), len(clips))
+
+
+def loco_ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int, clips: list) -> list[dict]:
+    """Every combination of size recipes: per held-out corpus restricted UAR and their mean/sample std, best first."""
+    from tools.model import corpora
+    from tools.study import loco_scoring
+
+    truth, corpus = data.clip_labels(clips, corpora.LABELS), corpora.corpus_index(clips)
+    classes, names = corpora.corpus_classes(clips), corpora.corpus_names(clips)
+    rows = []
+    for combo in itertools.combinations(list(members), size):
+        posteriors = np.mean([members[name][0] for name in combo], axis=0)
+        seen = np.all([members[name][1] for name in combo], axis=0)
+        per_corpus = [loco_scoring.corpus_scores(truth[corpus == c], posteriors[corpus == c], seen[corpus == c],
+                                                 classes[name])["uar_restricted"] for c, name in enumerate(names)]
+        rows.append({"variants": list(combo), "uar": float(np.mean(per_corpus)), "uar_std": float(np.std(per_corpus, ddof=1)),
+                     "folds": [round(value, 4) for value in per_corpus], "fold_names": names})
+    return sorted(rows, key=lambda row: -row["uar"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Score the ensemble(s); exit 1 with a one-line error when a variant or fold is missing."""
     from tools.study.cv import cached_fold, variants
 
     args = parse_args(argv)
+    if args.recipes is not None:
+        return main_loco(args)
     clips = data.read_manifests(args.manifest or [data.DEFAULT_MANIFEST])
     speaker_fold = data.speaker_folds(clips)
     fold_of_clip = np.array([speaker_fold[clip.speaker] for clip in clips])
@@ -88,14 +133,42 @@ def main(argv: list[str] | None = None) -> int:
         members[name] = out_of_fold_posteriors(folds, fold_of_clip, args.logits)
     size = args.size or len(members)
     rows = [row for k in sorted({1, size}) for row in ensemble_scores(members, k, labels, fold_of_clip)]  # each alone first
+    print_rows(args, rows)
+    return 0
+
+
+def main_loco(args: argparse.Namespace) -> int:
+    """Score ensembles of multi-corpus recipes on their leave-one-corpus-out folds."""
+    from tools.model import corpora
+    from tools.study import loco
+
+    clips = corpora.read_clips(args.manifest or corpora.default_manifests())
+    fold_of_clip, fold_names = loco.folds(clips, "loco")
+    names = [name for name in args.recipes.split(",") if name]
+    if not names or not 0 <= args.size <= len(names):
+        print("ensemble: error: give at least one recipe, and --size from 1 to their number (%d; 0 = all together)" % len(names),
+              file=sys.stderr)
+        return 1
+    try:
+        members = {name: loco_posteriors(name, clips, fold_of_clip, fold_names) for name in names}
+    except (KeyError, ValueError) as exc:
+        print("ensemble: error: %s" % str(exc).strip("'\""), file=sys.stderr)
+        return 1
+    size = args.size or len(members)
+    print_rows(args, [row for k in sorted({1, size}) for row in loco_ensemble_scores(members, k, clips)])
+    return 0
+
+
+def print_rows(args: argparse.Namespace, rows: list[dict]) -> None:
+    """The rows as one JSON object or as a Markdown table."""
     if args.json:
         print(json.dumps({"logits": args.logits, "rows": rows}))
-    else:
-        print("| variants | UAR % (mean ± std over folds) | per fold |\n|---|---|---|")
-        for row in rows:
-            print("| %s | %.1f ± %.1f | %s |" % (" + ".join(row["variants"]), 100 * row["uar"], 100 * row["uar_std"],
-                                                 "/".join("%.1f" % (100 * value) for value in row["folds"])))
-    return 0
+        return
+    print("| members | UAR %% (mean ± std over %s) | per %s |\n|---|---|---|" % (("held-out corpora", "corpus") if args.recipes
+                                                                              else ("folds", "fold")))
+    for row in rows:
+        print("| %s | %.1f ± %.1f | %s |" % (" + ".join(row["variants"]), 100 * row["uar"], 100 * row["uar_std"],
+                                             "/".join("%.1f" % (100 * value) for value in row["folds"])))
 
 
 if __name__ == "__main__":
