@@ -239,3 +239,24 @@ def test_the_webrtc_gate_asks_the_silero_model_nothing(speech):
     gate = VadGate(VadParams(), SAMPLE_RATE_HZ)
     gate.push(speech)
     assert gate.silero_calls == 0
+
+
+def test_a_run_confirmed_late_starts_one_lookback_and_the_pre_roll_before_the_confirming_frame(speech):
+    from serd.noisegate import LOOKBACK_MS
+
+    lead = 4 * SAMPLE_RATE_HZ
+    noise = np.random.default_rng(3).standard_normal(lead + len(speech)) * 3000  # white, about -21 dBFS: webrtcvad calls it voiced
+    talker = speech * (6 * 3000 / np.sqrt(np.mean(speech.astype(float) ** 2)))  # 15.6 dB above the noise
+    samples = np.clip(noise + np.concatenate([np.zeros(lead), talker]), -32768, 32767).astype(np.int16)
+    params = VadParams(min_snr_db=12.0)  # a talker far above the noise confirms the run
+    gate = VadGate(params, SAMPLE_RATE_HZ)
+    voiced_run = 0
+    for decision, frame in zip(frame_decisions(samples, params), chunks(samples, 480)):
+        voiced_run = voiced_run + 1 if decision else 0
+        boundaries = gate.push(frame)
+        if boundaries:
+            break
+    assert [boundary.kind for boundary in boundaries] == ["start"] and gate.decided_index > lead
+    assert voiced_run * 480 > LOOKBACK_MS * SAMPLES_PER_MS  # the run began in the noise, more than a lookback before
+    lookback = LOOKBACK_MS // params.frame_ms * 480  # whole frames: the confirming one and those before it
+    assert boundaries[0].sample_index == gate.decided_index - lookback - params.pre_roll_ms * SAMPLES_PER_MS
