@@ -260,3 +260,21 @@ def test_a_run_confirmed_late_starts_one_lookback_and_the_pre_roll_before_the_co
     assert voiced_run * 480 > LOOKBACK_MS * SAMPLES_PER_MS  # the run began in the noise, more than a lookback before
     lookback = LOOKBACK_MS // params.frame_ms * 480  # whole frames: the confirming one and those before it
     assert boundaries[0].sample_index == gate.decided_index - lookback - params.pre_roll_ms * SAMPLES_PER_MS
+
+
+def test_in_a_segment_voiced_frames_count_for_one_reconfirm_span_after_the_last_sure_frame(speech):
+    from serd.noisegate import RECONFIRM_MS, NoiseFloor, frame_powers
+
+    lead, tail = 4 * SAMPLE_RATE_HZ, 4 * SAMPLE_RATE_HZ
+    noise = np.random.default_rng(4).standard_normal(lead + len(speech) + tail) * 3000  # always voiced to webrtcvad
+    talker = speech * (6 * 3000 / np.sqrt(np.mean(speech.astype(float) ** 2)))
+    samples = np.clip(noise + np.concatenate([np.zeros(lead), talker, np.zeros(tail)]), -32768, 32767).astype(np.int16)
+    params = VadParams(min_snr_db=12.0)
+    assert all(frame_decisions(samples, params)[lead // 480 :])
+    floor = NoiseFloor(params.frame_ms, params.min_snr_db)  # the gate's own level check, frame by frame
+    sure = [floor.above(power) for power in frame_powers(samples, 480)]
+    last_sure_end = (max(i for i, value in enumerate(sure) if value) + 1) * 480
+    (start, end) = run_gate(samples, params)
+    assert start.kind == "start" and end.kind == "end" and end.sample_index < len(samples) - 480
+    reconfirm, hangover = RECONFIRM_MS // params.frame_ms, -(-params.hangover_ms // params.frame_ms)
+    assert end.sample_index == last_sure_end + (reconfirm - 1 + hangover) * 480  # then the noise is no longer speech
