@@ -314,3 +314,30 @@ def test_a_writer_lapping_exactly_to_the_vad_cursor_costs_only_the_features_lag(
     assert frontend.lost_samples == 4800 - lag_start
     assert not any(isinstance(item, SegmentStarted) for item in items)  # the segment went on: not ended at the lap
     assert frontend.in_speech and all(item.sample_index > 4800 for item in items if isinstance(item, WindowReady))
+
+
+def test_a_writer_reaching_exactly_the_features_cursor_loses_nothing_and_changes_no_window(clip):
+    speech = clip[SPEECH_START:]
+    capacity = 9600
+    reference, _ = run_frontend(speech, 480)  # a ring that holds everything
+    ring = RingBuffer(capacity)
+    frontend = SpeechFrontend(ring, VAD, FEATURES, WINDOWS)
+    items = []
+    for chunk in chunks(speech[:10080], 4800):  # features computed to 9600 (a batch), the VAD 480 further
+        ring.write(chunk)
+        items += frontend.process()
+    lag = frontend.consumed_index - frontend.settled_index
+    assert 0 < lag < capacity and frontend.settled_index > 0
+    end = 10080 + capacity - lag  # the oldest held sample becomes exactly the next one the features read
+    ring.write(speech[10080:end])
+    assert ring.start_index == frontend.settled_index
+    items += frontend.process()
+    assert frontend.lost_samples == 0
+    for chunk in chunks(speech[end:], 480):
+        ring.write(chunk)
+        items += frontend.process()
+    items += frontend.flush()
+    assert [(type(item), item.sample_index) for item in items] == [(type(item), item.sample_index) for item in reference]
+    for ours, theirs in zip(items, reference):
+        if isinstance(ours, WindowReady):
+            np.testing.assert_allclose(ours.window, theirs.window, atol=1e-5)
