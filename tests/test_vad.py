@@ -241,24 +241,26 @@ def test_the_webrtc_gate_asks_the_silero_model_nothing(speech):
     assert gate.silero_calls == 0
 
 
-def test_a_run_confirmed_late_starts_one_lookback_and_the_pre_roll_before_the_confirming_frame(speech):
+@pytest.mark.parametrize("frame_ms", [30, 20])
+def test_a_run_confirmed_late_starts_one_lookback_and_the_pre_roll_before_the_confirming_frame(speech, frame_ms):
     from serd.noisegate import LOOKBACK_MS
 
     lead = 4 * SAMPLE_RATE_HZ
     noise = np.random.default_rng(3).standard_normal(lead + len(speech)) * 3000  # white, about -21 dBFS: webrtcvad calls it voiced
     talker = speech * (6 * 3000 / np.sqrt(np.mean(speech.astype(float) ** 2)))  # 15.6 dB above the noise
     samples = np.clip(noise + np.concatenate([np.zeros(lead), talker]), -32768, 32767).astype(np.int16)
-    params = VadParams(min_snr_db=12.0)  # a talker far above the noise confirms the run
+    params = VadParams(min_snr_db=12.0, frame_ms=frame_ms)  # a talker far above the noise confirms the run
+    frame_samples = frame_ms * SAMPLES_PER_MS
     gate = VadGate(params, SAMPLE_RATE_HZ)
     voiced_run = 0
-    for decision, frame in zip(frame_decisions(samples, params), chunks(samples, 480)):
+    for decision, frame in zip(frame_decisions(samples, params), chunks(samples, frame_samples)):
         voiced_run = voiced_run + 1 if decision else 0
         boundaries = gate.push(frame)
         if boundaries:
             break
     assert [boundary.kind for boundary in boundaries] == ["start"] and gate.decided_index > lead
-    assert voiced_run * 480 > LOOKBACK_MS * SAMPLES_PER_MS  # the run began in the noise, more than a lookback before
-    lookback = LOOKBACK_MS // params.frame_ms * 480  # whole frames: the confirming one and those before it
+    assert voiced_run * frame_samples > LOOKBACK_MS * SAMPLES_PER_MS  # the run began in the noise, more than a lookback before
+    lookback = LOOKBACK_MS // frame_ms * frame_samples  # whole frames: the confirming one and those before it
     assert boundaries[0].sample_index == gate.decided_index - lookback - params.pre_roll_ms * SAMPLES_PER_MS
 
 
@@ -278,3 +280,21 @@ def test_in_a_segment_voiced_frames_count_for_one_reconfirm_span_after_the_last_
     assert start.kind == "start" and end.kind == "end" and end.sample_index < len(samples) - 480
     reconfirm, hangover = RECONFIRM_MS // params.frame_ms, -(-params.hangover_ms // params.frame_ms)
     assert end.sample_index == last_sure_end + (reconfirm - 1 + hangover) * 480  # then the noise is no longer speech
+
+
+def test_a_run_of_exactly_min_speech_frames_closes_after_exactly_the_hangover_and_one_frame_can_be_enough(speech):
+    params = VadParams()
+    blip = np.concatenate([SILENCE, speech[:480], SILENCE])  # 30 ms of speech: webrtcvad calls 4 frames voiced
+    decisions = frame_decisions(blip, params)
+    voiced = [index for index, value in enumerate(decisions) if value]
+    min_frames = -(-params.min_speech_ms // params.frame_ms)
+    assert len(voiced) == min_frames and voiced == list(range(voiced[0], voiced[0] + min_frames))
+    hangover = -(-params.hangover_ms // params.frame_ms)
+    pre_roll = params.pre_roll_ms * SAMPLES_PER_MS
+    opened_at = voiced[-1] + 1  # the segment opens with the last voiced frame; the next one is already unvoiced
+    expected = [SpeechBoundary("start", voiced[0] * 480 - pre_roll), SpeechBoundary("end", (opened_at + hangover) * 480)]
+    assert run_gate(blip, params) == expected == expected_boundaries(decisions, params)
+    gate = VadGate(VadParams(min_speech_ms=params.frame_ms), SAMPLE_RATE_HZ)  # one voiced frame opens a segment
+    opening = [index for index, frame in enumerate(chunks(blip, 480)) if gate.push(frame)]
+    assert opening[0] == voiced[0]
+    assert run_gate(blip, VadParams(min_speech_ms=5 * params.frame_ms)) == []
