@@ -341,3 +341,12 @@ def test_a_writer_reaching_exactly_the_features_cursor_loses_nothing_and_changes
     for ours, theirs in zip(items, reference):
         if isinstance(ours, WindowReady):
             np.testing.assert_allclose(ours.window, theirs.window, atol=1e-5)
+
+
+def test_clip_windows_unnormalised_are_the_raw_feature_frames_and_an_empty_clip_has_none(clip):
+    ((start, end),) = vad_segments(clip)
+    frames = FeatureExtractor(FEATURES).compute(clip[start:end])
+    raw = clip_windows(clip, VAD, FEATURES, WINDOWS, normalise=False)
+    assert len(raw) >= 2
+    np.testing.assert_allclose(raw[0], frames[: WINDOWS.frames], atol=1e-5)  # training normalises them later
+    assert clip_windows(np.zeros(0, dtype=np.int16), VAD, FEATURES, WINDOWS) == []
