@@ -235,10 +235,19 @@ def test_any_positive_min_snr_db_turns_the_level_check_on():
     assert run_gate(white, VadParams(min_snr_db=1.0)) == []  # the level never rises 1 dB above its own floor
 
 
-def test_the_webrtc_gate_asks_the_silero_model_nothing(speech):
-    gate = VadGate(VadParams(), SAMPLE_RATE_HZ)
-    gate.push(speech)
-    assert gate.silero_calls == 0
+def test_the_webrtc_gate_asks_the_silero_model_nothing_whatever_string_names_it(speech):
+    for name in ("webrtc", "".join(["web", "rtc"])):  # a literal, and a name built at run time as the config file gives it
+        gate = VadGate(VadParams(gate=name), SAMPLE_RATE_HZ)
+        gate.push(speech)
+        assert gate.silero_calls == 0
+
+
+def test_a_long_hangover_closes_exactly_when_it_has_passed(speech):
+    params = VadParams(hangover_ms=9000)  # more frames than small ints CPython keeps one object of
+    samples = np.concatenate([SILENCE, speech, np.zeros(10 * SAMPLE_RATE_HZ, dtype=np.int16)])
+    boundaries = run_gate(samples, params, 480)
+    assert boundaries == expected_boundaries(frame_decisions(samples, params), params)
+    assert boundaries[-1].sample_index < len(samples) // 480 * 480  # closed by the hangover, not by the end of the stream
 
 
 @pytest.mark.parametrize("frame_ms", [30, 20])
