@@ -178,6 +178,24 @@ def test_scoring_another_protocol_keeps_the_stored_loco_summary(study, tmp_path)
     assert json.loads(copy.read_text())["recipes"][recipes.DEFAULT]["loco"] == results["recipes"][recipes.DEFAULT]["loco"]
 
 
+def test_folds_trains_only_the_named_corpora_and_counts_the_cached_others(study, tmp_path):
+    manifests, _, _ = study
+    root = manifests[0].parent.parent
+    env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
+    flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "24"]
+    results = tmp_path / "loco_results.json"
+    command = [sys.executable, "-m", "tools.study.loco", "--protocol", "loco", "--processes", "1", "--results", str(results)] + flags
+    run(command + ["--folds", "banglasmall"], env)
+    assert json.loads(results.read_text())["recipes"][recipes.DEFAULT]["loco"]["folds_done"] == ["banglasmall"]
+    run(command + ["--folds", "ravsmall"], env)  # a later session: the first fold is read from its cache, not trained again
+    assert json.loads(results.read_text())["recipes"][recipes.DEFAULT]["loco"]["folds_done"] == ["banglasmall", "ravsmall"]
+    wrong = subprocess.run(command + ["--folds", "ravsmall,emovo"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert wrong.returncode == 2
+    assert wrong.stderr.strip().splitlines()[-1] == (
+        "tools.study.loco: error: --folds: no corpus named emovo (the corpora are banglasmall, ravsmall)")
+
+
 def test_the_final_model_speaks_the_seven_shared_labels_and_states_its_licence(study):
     _, _, out = study
     card = json.loads((out / "serd-emotion.json").read_text())

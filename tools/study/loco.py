@@ -45,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=RESULTS, help="results JSON (default: models/loco_results.json)")
     parser.add_argument("--with-final", action="store_true", help="train the final network on every clip too, after the LOCO folds")
     parser.add_argument("--score-only", action="store_true", help="summarise the cached folds without training")
+    parser.add_argument("--folds", type=lambda text: [name for name in text.split(",") if name],
+                        help="train only these LOCO folds now, named by their held-out corpus (e.g. bangla,emovo), so a "
+                             "recipe's folds can be spread over several sessions; the cached folds of the others still count")
     return parser.parse_args(argv)
 
 
@@ -68,6 +71,19 @@ def folds(clips: list[data.Clip], protocol: str) -> tuple[np.ndarray, list[str]]
         return corpora.corpus_index(clips), names
     fold_of_speaker = data.speaker_folds(clips)
     return np.array([fold_of_speaker[clip.speaker] for clip in clips]), ["speakers%d" % f for f in range(data.N_FOLDS)]
+
+
+def chosen_folds(chosen: Recipe, clips: list[data.Clip], plan: dict, jobs: list, names: list[str]) -> list:
+    """The jobs of the named LOCO folds plus every fold already cached (read, not trained); other protocols unchanged."""
+    if "loco" not in plan:
+        raise ValueError("--folds names leave-one-corpus-out folds; run it with --protocol loco or both")
+    known = plan["loco"][1]
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError("--folds: no corpus named %s (the corpora are %s)" % (", ".join(unknown), ", ".join(known)))
+    fold_of_clip = plan["loco"][0]
+    return [(protocol, fold) for protocol, fold in jobs
+            if protocol != "loco" or known[fold] in names or fold_path(chosen, clips, fold_of_clip, fold).is_file()]
 
 
 def final_plan(clips: list[data.Clip]) -> tuple[np.ndarray, int]:
@@ -157,6 +173,8 @@ def run(args: argparse.Namespace) -> dict:
     done: dict[str, dict[int, dict]] = {protocol: {} for protocol in protocols}
     jobs = [(protocol, fold) for protocol in protocols for fold in range(len(plan[protocol][1]))
             if np.any(plan[protocol][0] == fold)]  # a speaker fold can be empty when a corpus set has fewer than 5 speakers
+    if args.folds:
+        jobs = chosen_folds(chosen, clips, plan, jobs, args.folds)
     if args.score_only:
         for protocol, fold in jobs:
             if fold_path(chosen, clips, plan[protocol][0], fold).is_file():
