@@ -44,7 +44,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "serd/config.py": ("tests/test_config.py", "tests/test_properties.py"),
     "serd/speaker.py": ("tests/test_speaker.py",),
     "serd/head.py": ("tests/test_head.py",),
-    "serd/model.py": ("tests/test_card.py", "tests/test_shipped.py"),
+    "serd/model.py": ("tests/test_model.py", "tests/test_head.py", "tests/test_card.py"),
     "serd/card.py": ("tests/test_card.py",),
     "serd/audio.py": ("tests/test_audio.py",),
     "serd/resample.py": ("tests/test_audio.py", "tests/test_properties.py"),
