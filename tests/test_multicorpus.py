@@ -356,3 +356,21 @@ def test_an_ensemble_of_recipes_is_scored_per_held_out_corpus_on_its_own_classes
     assert alone["angry"]["folds"] == [round(1 / len(classes[name]), 4) for name in ("banglasmall", "ravsmall")]
     (together,) = loco_ensemble_scores({"right": (right, seen), "angry": (leaning, seen)}, 2, clips)
     assert together["uar"] == 1.0 and together["variants"] == ["right", "angry"]  # the mean posterior leans to the truth
+
+
+def test_an_ensemble_of_recipes_reads_the_int8_or_the_float_outputs_as_asked(tmp_path, monkeypatch):
+    from tools.study import ensemble, loco
+
+    manifests = [tiny_corpus(tmp_path, "ravsmall", "ravdess", ("01",), 1), tiny_corpus(tmp_path, "banglasmall", "bangla", ("01",), 1)]
+    clips = corpora.read_clips(manifests)
+    fold_of_clip, fold_names = loco.folds(clips, "loco")
+    n_labels = len(corpora.LABELS)
+    for fold in range(len(fold_names)):
+        held_out = np.flatnonzero(fold_of_clip == fold)
+        int8, float_ = np.zeros((len(held_out), n_labels)), np.zeros((len(held_out), n_labels))
+        int8[:, corpora.LABELS.index("angry")] = float_[:, corpora.LABELS.index("sad")] = 9.0  # one window a clip
+        np.savez(tmp_path / ("fold%d.npz" % fold), clean_index=held_out, clean_int8=int8, clean_float=float_)
+    monkeypatch.setattr(loco, "fold_path", lambda chosen, clips, fold_of_clip, fold: tmp_path / ("fold%d.npz" % fold))
+    for logits, label in (("int8_logits", "angry"), ("float_logits", "sad")):
+        posteriors, seen = ensemble.loco_posteriors(recipes.DEFAULT, clips, fold_of_clip, fold_names, logits)
+        assert seen.all() and set(posteriors.argmax(axis=1)) == {corpora.LABELS.index(label)}

@@ -67,9 +67,14 @@ def ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int
     return sorted(rows, key=lambda row: -row["uar"])
 
 
-def loco_posteriors(name: str, clips: list, fold_of_clip: np.ndarray, fold_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(n_clips, n_labels) clip posteriors of a recipe, each clip's from the LOCO fold that held its corpus out, and a mask
-    of clips with windows; ValueError naming the command when a fold is not cached."""
+LOCO_KEYS = {"int8_logits": "clean_int8", "float_logits": "clean_float"}  # --logits -> the LOCO fold caches' clean outputs
+
+
+def loco_posteriors(name: str, clips: list, fold_of_clip: np.ndarray, fold_names: list[str],
+                    logits: str = "int8_logits") -> tuple[np.ndarray, np.ndarray]:
+    """(n_clips, n_labels) clip posteriors of a recipe (its int8 or float network's, as --logits says), each clip's from the
+    LOCO fold that held its corpus out, and a mask of clips with windows; ValueError naming the command when a fold is
+    not cached."""
     from tools.model import recipes
     from tools.study import loco, loco_scoring
 
@@ -81,7 +86,7 @@ def loco_posteriors(name: str, clips: list, fold_of_clip: np.ndarray, fold_names
             raise ValueError("recipe %s has no cached LOCO fold %s; run python -m tools.study.loco --recipe %s --protocol loco"
                              % (name, fold_name, name))
         folds[fold] = dict(np.load(path))
-    return loco_scoring.clip_probabilities(*loco_scoring.oof_windows(folds, "clean_int8"), len(clips))
+    return loco_scoring.clip_probabilities(*loco_scoring.oof_windows(folds, LOCO_KEYS[logits]), len(clips))
 
 
 def loco_ensemble_scores(members: dict[str, tuple[np.ndarray, np.ndarray]], size: int, clips: list) -> list[dict]:
@@ -150,7 +155,7 @@ def main_loco(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     try:
-        members = {name: loco_posteriors(name, clips, fold_of_clip, fold_names) for name in names}
+        members = {name: loco_posteriors(name, clips, fold_of_clip, fold_names, args.logits) for name in names}
     except (KeyError, ValueError) as exc:
         print("ensemble: error: %s" % str(exc).strip("'\""), file=sys.stderr)
         return 1
