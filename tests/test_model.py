@@ -12,7 +12,7 @@ import pytest
 
 from serd.errors import ModelError
 from serd.head import LinearHead
-from serd.model import EmotionModel, load_model, model_path, softmax
+from serd.model import EmotionModel, _quantisation, load_model, model_path, softmax
 from serd.shipped import default_model_path
 from serd.whisper import WhisperEmotionModel
 
@@ -27,7 +27,7 @@ def _card(**changes) -> dict:
     return card
 
 
-def _convert(function, shape: tuple[int, ...], int8: bool = False) -> bytes:
+def _convert(function, shape: tuple[int, ...], int8: bool = False, io_type: str = "int8") -> bytes:
     """A TFLite flatbuffer of a weightless TensorFlow function of one float input of this shape (int8 in and out:
     calibrated on windows whose bands hold values in [-1, 3], so that both zero points are far from 0)."""
     import tensorflow as tf
@@ -41,8 +41,8 @@ def _convert(function, shape: tuple[int, ...], int8: bool = False) -> bytes:
         converter.representative_dataset = lambda: ([(rng.uniform(-1, 3, (1, 1, BANDS) + shape[3:])
                                                       + rng.normal(0, 0.01, shape)).astype(np.float32)] for _ in range(50))
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
+        converter.inference_input_type = getattr(tf, io_type)
+        converter.inference_output_type = getattr(tf, io_type)
     return converter.convert()
 
 
@@ -68,6 +68,7 @@ def networks() -> dict[str, bytes]:
         "five": _convert(means(5), four_d),
         "short": _convert(lambda x: tf.reduce_mean(x, axis=1)[:, :LABELS], (1, FRAMES // 2, BANDS, 1)),
         "embedding": _convert(means(WIDTH), four_d),
+        "uint8": _convert(means(LABELS), four_d, int8=True, io_type="uint8"),
         "embedding_int8": _convert(means(WIDTH), four_d, int8=True),
         "grid": _convert(lambda x: tf.reshape(x, (1, FRAMES, BANDS))[:, :4, :4], four_d),
     }
@@ -172,6 +173,28 @@ def test_a_network_that_does_not_fit_its_card_fails_at_load(networks, tmp_path, 
     path = _place(tmp_path, networks[network], **changes)
     with pytest.raises(ModelError, match=message):
         load_model(path)
+
+
+def test_a_network_of_another_tensor_type_fails_at_load_naming_it(networks, tmp_path):
+    with pytest.raises(ModelError, match=r"m.tflite: tensor \S+ has dtype <class 'numpy.uint8'> \(int8 or float32 expected\)"):
+        load_model(_place(tmp_path, networks["uint8"]))
+
+
+def test_quantisation_parameters_are_read_from_the_tensor_and_an_int8_tensor_must_have_them():
+    assert _quantisation({"name": "in", "dtype": np.int8, "quantization": (1.0, 3)}) == (1.0, 3)
+    assert _quantisation({"name": "in", "dtype": np.int8, "quantization": (0.05, -7)}) == (0.05, -7)
+    assert _quantisation({"name": "out", "dtype": np.float32, "quantization": (0.0, 0)}) == (1.0, 0)
+    assert _quantisation({"name": "out", "dtype": np.float32}) == (1.0, 0)  # no parameters at all: a float tensor's
+    with pytest.raises(ModelError, match="^int8 tensor serving_in has no quantisation parameters$"):
+        _quantisation({"name": "serving_in", "dtype": np.int8, "quantization": (0.0, 0)})
+    with pytest.raises(ModelError, match="^int8 tensor serving_in has no quantisation parameters$"):
+        _quantisation({"name": "serving_in", "dtype": np.int8})
+
+
+def test_softmax_holds_for_logits_far_beyond_exp_range():
+    probabilities = softmax(np.array([1000.0, 0.0, -1000.0]))
+    assert np.all(np.isfinite(probabilities)) and probabilities.tolist() == [1.0, 0.0, 0.0]
+    np.testing.assert_allclose(softmax(np.array([800.0, 800.0])), [0.5, 0.5])
 
 
 def test_files_that_are_not_models_are_one_clear_error(tmp_path):
