@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -246,6 +248,7 @@ def test_a_head_voice_forgets_after_the_seconds_asked_in_windows(networks, tmp_p
     model = load_model(_place(tmp_path, networks["embedding"], output="embedding", head="head.npz"))
     step_s = model.voice_step_s  # one window hop: 0.5 s
     assert model.new_voice(30.0).memory_frames == round(30.0 / step_s) == 60
+    assert model.new_voice(30.3).memory_frames == 61  # the nearest whole number of windows
     assert model.new_voice(0.0).memory_frames == 0  # never forgets
 
 
@@ -276,3 +279,32 @@ def test_a_copied_shipped_model_loads_from_any_folder(tmp_path):
     model = load_model(tmp_path / "copy.tflite")
     probabilities = model.predict(_window(8))
     assert probabilities.shape == (LABELS,) and probabilities.sum() == pytest.approx(1.0)
+
+
+ONE_THREAD_PROBE = """
+import os, sys
+import numpy as np
+from serd.model import load_model
+before = len(os.listdir("/proc/self/task"))
+model = load_model(sys.argv[1])
+model.predict(np.zeros((200, 40), np.float32))
+print(before, len(os.listdir("/proc/self/task")))
+"""
+
+
+def test_the_interpreter_runs_on_the_calling_thread_alone(tmp_path):
+    shutil.copy(SHIPPED_CARD.with_suffix(".tflite"), tmp_path / "copy.tflite")
+    shutil.copy(SHIPPED_CARD, tmp_path / "copy.json")
+    done = subprocess.run([sys.executable, "-c", ONE_THREAD_PROBE, str(tmp_path / "copy.tflite")], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    before, after = map(int, done.stdout.split())
+    assert after == before  # no worker threads: the daemon's CPU budget is one core's share
+
+
+def test_without_any_tflite_runtime_loading_says_what_to_install(monkeypatch, tmp_path):
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter",
+                 "tensorflow", "tensorflow.lite"):
+        monkeypatch.setitem(sys.modules, name, None)  # each import of them now fails
+    with pytest.raises(ModelError, match="^no TFLite runtime: pip install ai-edge-litert$"):
+        load_model(SHIPPED_CARD.with_suffix(".tflite"))
