@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from tools import mutants
 
 SOURCE = '''from __future__ import annotations
@@ -45,3 +47,15 @@ def test_every_stage_module_named_has_tests_that_exist():
     for module, tests in mutants.MODULE_TESTS.items():
         assert (mutants.REPO_DIR / module).is_file(), module
         assert tests and all((mutants.REPO_DIR / test).is_file() for test in tests), module
+
+
+def test_survivors_are_retested_only_against_the_module_they_were_made_of(tmp_path, monkeypatch):
+    monkeypatch.setattr(mutants, "WORK_DIR", tmp_path)
+    tree = mutants.tree_of("serd/smoothing.py")
+    with pytest.raises(RuntimeError, match="no session to retest in"):
+        mutants.retest_module("serd/smoothing.py")
+    (tree / "serd").mkdir(parents=True)
+    (tree / "session.sqlite").write_bytes(b"")
+    (tree / "serd" / "smoothing.py").write_text((mutants.REPO_DIR / "serd" / "smoothing.py").read_text() + "\n# changed\n")
+    with pytest.raises(RuntimeError, match="^serd/smoothing.py changed since its session was made; run it again in full$"):
+        mutants.retest_module("serd/smoothing.py")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -65,8 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--module", action="append", help="only this module (repeatable), e.g. serd/smoothing.py")
     parser.add_argument("--jobs", type=int, default=2, help="modules mutated at once (each in its own copy)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="results JSON (default: docs/mutants.json)")
-    parser.add_argument("--rescore", action="store_true", help="recount the modules' last sessions (in .cache/mutants) "
-                        "without running them, e.g. after listing an equivalent mutant")
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--rescore", action="store_true", help="recount the modules' last sessions (in .cache/mutants) "
+                      "without running them, e.g. after listing an equivalent mutant")
+    what.add_argument("--retest", action="store_true", help="run the survivors of the modules' last sessions again against "
+                      "the committed tests (the module itself unchanged since), e.g. after writing the tests they called for")
     return parser.parse_args(argv)
 
 
@@ -119,15 +123,50 @@ def rescore_module(module: str) -> dict:
                      (tree / module).read_text(), equivalents)
 
 
+def retest_module(module: str) -> dict:
+    """The survivors of a module's last session run again against the committed tests; the others keep their result."""
+    tree = tree_of(module)
+    session = tree / "session.sqlite"
+    if not session.is_file():
+        raise RuntimeError("no session to retest in %s" % tree)
+    committed = subprocess.run(["git", "show", "HEAD:%s" % module], cwd=REPO_DIR, check=True, capture_output=True, text=True).stdout
+    if committed != (tree / module).read_text():
+        raise RuntimeError("%s changed since its session was made; run it again in full" % module)
+    tests = MODULE_TESTS[module]
+    archive = subprocess.run(["git", "archive", "HEAD", "tests"], cwd=REPO_DIR, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    env = environment(tree)
+    timeout_s = baseline_s(tree, tests, env) * TIMEOUT_FACTOR + 10.0
+    config = write_config(tree, module, tests, timeout_s)
+    with sqlite3.connect(session) as db:  # a work item without a result is pending: exec runs it again
+        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+    started = time.monotonic()
+    tool_dir = Path(sys.executable).parent
+    subprocess.run([str(tool_dir / "cosmic-ray"), "exec", str(config), str(session)], cwd=tree, env=env, check=True,
+                   capture_output=True)
+    dump = subprocess.run([str(tool_dir / "cosmic-ray"), "dump", str(session)], cwd=tree, env=env, check=True,
+                          capture_output=True, text=True).stdout
+    stored = json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
+    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+    return summarise(module, tests, dump, stored.get("seconds", 0.0) + time.monotonic() - started, timeout_s,
+                     (tree / module).read_text(), equivalents)
+
+
+def write_config(tree: Path, module: str, tests: tuple[str, ...], timeout_s: float) -> Path:
+    """cosmic-ray's configuration for a module's session in its tree."""
+    config = tree / "cosmic-ray.toml"
+    config.write_text('[cosmic-ray]\nmodule-path = "%s"\ntimeout = %.1f\nexcluded-modules = []\ntest-command = "%s %s"\n\n'
+                      '[cosmic-ray.distributor]\nname = "local"\n' % (module, timeout_s, PYTEST, " ".join(tests)))
+    return config
+
+
 def run_module(module: str) -> dict:
     """Every mutant of one module against its tests; the module's counts and survivors."""
     tests = MODULE_TESTS[module]
     tree = copy_tree(module)
     env = environment(tree)
     timeout_s = baseline_s(tree, tests, env) * TIMEOUT_FACTOR + 10.0
-    config = tree / "cosmic-ray.toml"
-    config.write_text('[cosmic-ray]\nmodule-path = "%s"\ntimeout = %.1f\nexcluded-modules = []\ntest-command = "%s %s"\n\n'
-                      '[cosmic-ray.distributor]\nname = "local"\n' % (module, timeout_s, PYTEST, " ".join(tests)))
+    config = write_config(tree, module, tests, timeout_s)
     session = tree / "session.sqlite"
     tool_dir = Path(sys.executable).parent
     started = time.monotonic()
@@ -225,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     failed = 0
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futures = {pool.submit(rescore_module if args.rescore else run_module, module): module for module in modules}
+        work = rescore_module if args.rescore else retest_module if args.retest else run_module
+        futures = {pool.submit(work, module): module for module in modules}
         for future in as_completed(futures):
             module = futures[future]
             try:
