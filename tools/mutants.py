@@ -124,7 +124,8 @@ def rescore_module(module: str) -> dict:
 
 
 def retest_module(module: str) -> dict:
-    """The survivors of a module's last session run again against the committed tests; the others keep their result."""
+    """The survivors of a module's last session (but those in annotations or listed as equivalent) run again against the
+    committed tests; the others keep their result."""
     tree = tree_of(module)
     session = tree / "session.sqlite"
     if not session.is_file():
@@ -138,8 +139,16 @@ def retest_module(module: str) -> dict:
     env = environment(tree)
     timeout_s = baseline_s(tree, tests, env) * TIMEOUT_FACTOR + 10.0
     config = write_config(tree, module, tests, timeout_s)
+    spans = annotation_spans(committed)
+    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+    known = {(e["line"], e["operator"], e["occurrence"]) for e in equivalents.get(module, [])}
     with sqlite3.connect(session) as db:  # a work item without a result is pending: exec runs it again
-        db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        survivors = db.execute("SELECT r.job_id, s.start_pos_row, s.start_pos_col, s.operator_name, s.occurrence FROM "
+                               "work_results r JOIN mutation_specs s ON s.job_id = r.job_id WHERE r.test_outcome = 'SURVIVED'")
+        again = [(job,) for job, row, col, operator, occurrence in survivors.fetchall()
+                 if not _inside([row, col], spans) and (row, operator, occurrence) not in known]
+        db.executemany("DELETE FROM work_results WHERE job_id = ?", again)
+    log.info("%s: %d survivors run again", module, len(again))
     started = time.monotonic()
     tool_dir = Path(sys.executable).parent
     subprocess.run([str(tool_dir / "cosmic-ray"), "exec", str(config), str(session)], cwd=tree, env=env, check=True,
@@ -147,7 +156,6 @@ def retest_module(module: str) -> dict:
     dump = subprocess.run([str(tool_dir / "cosmic-ray"), "dump", str(session)], cwd=tree, env=env, check=True,
                           capture_output=True, text=True).stdout
     stored = json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
-    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
     return summarise(module, tests, dump, stored.get("seconds", 0.0) + time.monotonic() - started, timeout_s,
                      (tree / module).read_text(), equivalents)
 
