@@ -69,7 +69,7 @@ RECIPES = (
            "far lifted LOCO (31.7, 36.1, 37.9 %), while voice warping, two corpus adversaries and a cheaper first block "
            "did not, and multi7x4 still under-fits (unseen RAVDESS speakers with RAVDESS in training: 48 % against "
            "60-67 % for RAVDESS-only models); same network and cost per window as the shipped model; a fold takes about "
-           "1.5 h on one core, so its folds are spread over sessions (--folds)",
+           "2 h on one of two busy cores, so its folds are spread over sessions (--folds)",
            TrainSettings(epochs=80, spec_augment=True, aug_copies=2, audio=ROOM_AUGMENT, **WIDE_CNN), 4200),
 )
 DEFAULT = "multi7x4"  # the highest LOCO mean of the recipes tried (37.9 %; models/MODEL_CARD.md)
