@@ -109,18 +109,32 @@ def tree_of(module: str) -> Path:
     return WORK_DIR / module.replace("/", "_").replace(".py", "")
 
 
+def cosmic_ray(tree: Path, *args: str, env: dict | None = None) -> str:
+    """Run one of cosmic-ray's commands (cosmic-ray, cr-filter-pragma) in a module's tree; its standard output."""
+    tool, *rest = args
+    return subprocess.run([str(Path(sys.executable).parent / tool)] + rest, cwd=tree, env=env, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def known_equivalents() -> dict:
+    """docs/mutants_equivalent.json: module -> survivors shown equivalent by hand."""
+    return json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+
+
+def stored_entry(module: str) -> dict:
+    """The module's entry in docs/mutants.json ({} before its first run)."""
+    return json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
+
+
 def rescore_module(module: str) -> dict:
     """The counts of a module's last session, recounted with today's equivalents list."""
     tree = tree_of(module)
     session = tree / "session.sqlite"
     if not session.is_file():
         raise RuntimeError("no session to rescore in %s" % tree)
-    dump = subprocess.run([str(Path(sys.executable).parent / "cosmic-ray"), "dump", str(session)], cwd=tree, check=True,
-                          capture_output=True, text=True).stdout
-    stored = json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
-    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
-    return summarise(module, MODULE_TESTS[module], dump, stored.get("seconds", 0.0), stored.get("timeout_s", 0.0),
-                     (tree / module).read_text(), equivalents)
+    stored = stored_entry(module)
+    return summarise(module, MODULE_TESTS[module], cosmic_ray(tree, "cosmic-ray", "dump", str(session)),
+                     stored.get("seconds", 0.0), stored.get("timeout_s", 0.0), (tree / module).read_text(), known_equivalents())
 
 
 def retest_module(module: str) -> dict:
@@ -140,7 +154,7 @@ def retest_module(module: str) -> dict:
     timeout_s = baseline_s(tree, tests, env) * TIMEOUT_FACTOR + 10.0
     config = write_config(tree, module, tests, timeout_s)
     spans = annotation_spans(committed)
-    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
+    equivalents = known_equivalents()
     known = {(e["line"], e["operator"], e["occurrence"]) for e in equivalents.get(module, [])}
     with sqlite3.connect(session) as db:  # a work item without a result is pending: exec runs it again
         survivors = db.execute("SELECT r.job_id, s.start_pos_row, s.start_pos_col, s.operator_name, s.occurrence FROM "
@@ -150,13 +164,9 @@ def retest_module(module: str) -> dict:
         db.executemany("DELETE FROM work_results WHERE job_id = ?", again)
     log.info("%s: %d survivors run again", module, len(again))
     started = time.monotonic()
-    tool_dir = Path(sys.executable).parent
-    subprocess.run([str(tool_dir / "cosmic-ray"), "exec", str(config), str(session)], cwd=tree, env=env, check=True,
-                   capture_output=True)
-    dump = subprocess.run([str(tool_dir / "cosmic-ray"), "dump", str(session)], cwd=tree, env=env, check=True,
-                          capture_output=True, text=True).stdout
-    stored = json.loads(RESULTS.read_text())["modules"].get(module, {}) if RESULTS.is_file() else {}
-    return summarise(module, tests, dump, stored.get("seconds", 0.0) + time.monotonic() - started, timeout_s,
+    cosmic_ray(tree, "cosmic-ray", "exec", str(config), str(session), env=env)
+    dump = cosmic_ray(tree, "cosmic-ray", "dump", str(session), env=env)
+    return summarise(module, tests, dump, stored_entry(module).get("seconds", 0.0) + time.monotonic() - started, timeout_s,
                      (tree / module).read_text(), equivalents)
 
 
@@ -176,15 +186,12 @@ def run_module(module: str) -> dict:
     timeout_s = baseline_s(tree, tests, env) * TIMEOUT_FACTOR + 10.0
     config = write_config(tree, module, tests, timeout_s)
     session = tree / "session.sqlite"
-    tool_dir = Path(sys.executable).parent
     started = time.monotonic()
-    for step in (["cosmic-ray", "init", str(config), str(session)], ["cr-filter-pragma", str(session)],
-                 ["cosmic-ray", "exec", str(config), str(session)]):
-        subprocess.run([str(tool_dir / step[0])] + step[1:], cwd=tree, env=env, check=True, capture_output=True)
-    dump = subprocess.run([str(tool_dir / "cosmic-ray"), "dump", str(session)], cwd=tree, env=env, check=True,
-                          capture_output=True, text=True).stdout
-    equivalents = json.loads(EQUIVALENT.read_text()) if EQUIVALENT.is_file() else {}
-    return summarise(module, tests, dump, time.monotonic() - started, timeout_s, (tree / module).read_text(), equivalents)
+    for step in (("cosmic-ray", "init", str(config), str(session)), ("cr-filter-pragma", str(session)),
+                 ("cosmic-ray", "exec", str(config), str(session))):
+        cosmic_ray(tree, *step, env=env)
+    dump = cosmic_ray(tree, "cosmic-ray", "dump", str(session), env=env)
+    return summarise(module, tests, dump, time.monotonic() - started, timeout_s, (tree / module).read_text(), known_equivalents())
 
 
 def annotation_spans(source: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
