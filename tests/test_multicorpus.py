@@ -374,3 +374,28 @@ def test_an_ensemble_of_recipes_reads_the_int8_or_the_float_outputs_as_asked(tmp
     for logits, label in (("int8_logits", "angry"), ("float_logits", "sad")):
         posteriors, seen = ensemble.loco_posteriors(recipes.DEFAULT, clips, fold_of_clip, fold_names, logits)
         assert seen.all() and set(posteriors.argmax(axis=1)) == {corpora.LABELS.index(label)}
+
+
+def test_loco_scores_the_last_epochs_network_beside_the_weight_average_when_every_fold_kept_it(tmp_path):
+    from tools.study import loco, loco_scoring
+
+    manifests = [tiny_corpus(tmp_path, "ravsmall", "ravdess", ("01", "02"), 1), tiny_corpus(tmp_path, "banglasmall", "bangla", ("01",), 1)]
+    clips = corpora.read_clips(manifests)
+    fold_of_clip, fold_names = loco.folds(clips, "loco")
+    truth = data.clip_labels(clips, corpora.LABELS)
+    n_labels = len(corpora.LABELS)
+    done = {}
+    for fold in range(len(fold_names)):
+        held_out = np.flatnonzero(fold_of_clip == fold)  # one window a clip
+        right, angry = 9.0 * np.eye(n_labels)[truth[held_out]], np.zeros((len(held_out), n_labels))
+        angry[:, corpora.LABELS.index("angry")] = 9.0
+        done[fold] = {"clean_index": held_out, "clean_int8": angry, "clean_float": angry, "clean_float_last": right,
+                      "train_seconds": np.array(1.0)}
+        for condition in recipes.CONDITIONS:
+            done[fold][condition + "_index"], done[fold][condition + "_int8"] = held_out, angry
+    summary = loco_scoring.summarise(clips, fold_of_clip, fold_names, done, "loco")
+    assert summary["mean"]["last_iterate_float_uar_restricted"][0] == 1.0
+    assert summary["mean"]["float_uar_restricted"][0] < 0.3
+    assert summary["per_corpus"]["banglasmall"]["conditions"]["clean_float_last"]["uar_restricted"] == 1.0
+    del done[0]["clean_float_last"]  # a recipe without averaging (or a fold cached before it) reports no such column
+    assert "last_iterate_float_uar_restricted" not in loco_scoring.summarise(clips, fold_of_clip, fold_names, done, "loco")["mean"]

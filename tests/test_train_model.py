@@ -163,3 +163,55 @@ def test_window_cache_names_stay_those_of_earlier_runs_while_later_gate_keys_hol
     clips = [Clip("/x/a.flac", "c:1", "happy", 1.0), Clip("/x/b.flac", "c:2", "sad", 2.0)]
     assert data.cache_key(clips, None, 0) == "8a235b99e3796db8"  # the key before [vad] gate and min_snr_db existed
     assert data.cache_key(clips, augment.AudioAugment(reverb_prob=0.4, telephone_prob=0.2), 1) == "616ec334eedf1cf4"
+
+
+def test_weight_averaging_returns_the_mean_of_the_last_epochs_and_shows_the_last_one_first(monkeypatch):
+    import keras
+
+    from tools.model import nn
+    from tools.model.data import WindowSet
+
+    rng = np.random.default_rng(0)
+    n_clips, frames, bands = 24, 24, 24
+    windows = rng.normal(size=(n_clips, frames, bands)).astype(np.float32)
+    versions = [WindowSet(windows, np.arange(n_clips))]
+    labels = np.arange(n_clips) % 3
+    mask = np.ones((n_clips, nn.N_LABELS), np.float32)
+    snapshots, seen = [], []  # every epoch's end weights; what last_iterate was shown
+    plain_fit = keras.Model.fit
+
+    def fit_and_keep(self, *args, **kwargs):
+        out = plain_fit(self, *args, **kwargs)
+        snapshots.append([w.copy() for w in self.get_weights()])
+        return out
+
+    monkeypatch.setattr(keras.Model, "fit", fit_and_keep)
+    settings = nn.TrainSettings(epochs=4, filters=(4, 8), batch_size=8, weight_average=0.5)
+    model, _ = nn.train_drawn(versions, labels, mask, np.full(n_clips, 1 / n_clips), settings, 16,
+                              last_iterate=lambda m: seen.append([w.copy() for w in m.get_weights()]))
+    assert len(snapshots) == 4 and len(seen) == 1, "one snapshot an epoch; the last epoch's network shown once"
+    assert all(np.array_equal(a, b) for a, b in zip(seen[0], snapshots[-1])), "last_iterate sees the last epoch's weights"
+    names = [w.path for w in model.weights]
+    for name, got, a, b in zip(names, model.get_weights(), snapshots[2], snapshots[3]):
+        if "moving_" not in name:
+            assert np.allclose(got, (a + b) / 2, atol=1e-6), "%s is the mean of the last two epochs" % name
+    with pytest.raises(ValueError, match="weight_average must be in"):
+        nn.averaged_epoch_count(nn.TrainSettings(weight_average=1.0))
+    assert nn.averaged_epoch_count(nn.TrainSettings(epochs=60, weight_average=0.25)) == 15
+    assert nn.averaged_epoch_count(nn.TrainSettings(epochs=60)) == 0
+
+
+def test_batch_norm_statistics_are_recomputed_as_the_mean_of_the_batches_seen_through_the_weights():
+    import keras
+
+    from tools.model import nn
+
+    rng = np.random.default_rng(1)
+    model = nn.build_model(16, 16, nn.TrainSettings(filters=(4, 8)))
+    windows = (rng.normal(size=(40, 16, 16)) * 3 + 2).astype(np.float32)
+    nn.recompute_batch_norm(model, windows, batch_size=8)
+    conv = keras.Model(model.inputs, model.get_layer("conv0").output)
+    batch_means = [conv(windows[k:k + 8, ..., None]).numpy().mean(axis=(0, 1, 2)) for k in range(0, 40, 8)]
+    norm = model.get_layer("bn0")
+    assert np.allclose(norm.moving_mean.numpy(), np.mean(batch_means, axis=0), atol=1e-4)
+    assert norm.momentum == keras.layers.BatchNormalization().momentum, "the layer's momentum is put back"

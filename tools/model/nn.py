@@ -48,6 +48,9 @@ class TrainSettings:
     adversary_lr: float = 0.0  # > 0: the corpus classifier has its own Adam at this constant rate and updates in turn with the
     # network (alternating steps), and the network learns to make its output uniform (domain confusion) instead of
     # maximising its loss through the reversal layer
+    weight_average: float = 0.0  # > 0: this last share of the epochs runs at a constant learning rate (AVERAGED_LR_SHARE of
+    # the peak, reached by the cosine decay) and the network is the mean of their end-of-epoch weights (stochastic weight
+    # averaging), batch-norm statistics recomputed for the mean weights
 
     def key(self) -> str:
         """What identifies these settings in cache names: their repr, without the fields added since the first
@@ -60,7 +63,8 @@ class TrainSettings:
         return text
 
 
-LATER_FIELDS = ("corpus_adversary", "adversary_warmup", "adversary_lr")
+LATER_FIELDS = ("corpus_adversary", "adversary_warmup", "adversary_lr", "weight_average")
+AVERAGED_LR_SHARE = 0.2  # the constant learning rate of the averaged epochs, as a share of the peak
 ADVERSARY_HIDDEN = 64  # units of the corpus classifier's hidden layer
 
 
@@ -248,22 +252,32 @@ def drawn_windows(versions: list[WindowSet], drawn: np.ndarray, chosen: np.ndarr
 
 
 def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: np.ndarray, draw_p: np.ndarray,
-                settings: TrainSettings, draws_per_epoch: int, corpus_of_clip: np.ndarray | None = None) -> tuple:
+                settings: TrainSettings, draws_per_epoch: int, corpus_of_clip: np.ndarray | None = None,
+                last_iterate=None) -> tuple:
     """Train on clips drawn (with replacement) by draw_p, each in a random version, every clip's windows counted
     once; the loss runs over the classes of the clip's corpus (class_mask). With settings.corpus_adversary, a corpus
     classifier (corpus_of_clip: each clip's corpus number) trains beside it, through a gradient reversal or, with
-    settings.adversary_lr, in alternating steps (train_alternating). Returns
-    (model, history dict); the model is the emotion network alone, as build_model makes it."""
+    settings.adversary_lr, in alternating steps (train_alternating). With settings.weight_average the returned
+    network is the mean of the last epochs' weights; last_iterate(model), when given, sees the last epoch's network
+    before the mean replaces it. Returns (model, history dict); the model is the emotion network alone, as
+    build_model makes it."""
     tf = tf_setup(settings.seed)
     n_labels = class_mask.shape[1]
     frames, n_features = versions[0].windows.shape[1:3]
     model = build_model(frames, n_features, settings, n_labels)
     windows_per_draw = len(versions[0].windows) / max(1, len(clip_labels))
     steps = settings.epochs * int(np.ceil(draws_per_epoch * windows_per_draw / settings.batch_size))
-    schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
+    averaged_epochs = averaged_epoch_count(settings)
+    if averaged_epochs:
+        decay_steps = max(1, steps * (settings.epochs - averaged_epochs) // settings.epochs)
+        schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, decay_steps, alpha=AVERAGED_LR_SHARE)
+    else:
+        schedule = tf.keras.optimizers.schedules.CosineDecay(settings.learning_rate, max(steps, 1))
     adversary = None
     if settings.corpus_adversary > 0 and corpus_of_clip is None:
         raise ValueError("corpus_adversary > 0 needs each clip's corpus")
+    if settings.corpus_adversary > 0 and averaged_epochs:
+        raise ValueError("weight_average is not available with a corpus adversary")
     if settings.corpus_adversary > 0 and settings.adversary_lr > 0:
         return model, train_alternating(tf, model, versions, clip_labels, class_mask, draw_p, settings, draws_per_epoch,
                                         corpus_of_clip, schedule)
@@ -277,6 +291,7 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
                         weighted_metrics=[hard_accuracy(tf, n_labels)])
     rng = np.random.default_rng(settings.seed)
     history: dict[str, list[float]] = {}
+    weight_sum: list[np.ndarray] = []
     for epoch in range(settings.epochs):
         windows, targets, weights, clip = epoch_draw(versions, clip_labels, class_mask, draw_p, settings, draws_per_epoch, rng)
         if adversary is not None:
@@ -291,7 +306,39 @@ def train_drawn(versions: list[WindowSet], clip_labels: np.ndarray, class_mask: 
         _record(history, fit.history, {})
         log.info("epoch %d/%d loss %s", epoch + 1, settings.epochs,
                  ", ".join("%s %.3f" % (k, v[-1]) for k, v in fit.history.items() if k.endswith("loss")))
+        if epoch >= settings.epochs - averaged_epochs:
+            weight_sum = [w + total for w, total in zip(model.get_weights(), weight_sum)] if weight_sum else model.get_weights()
+    if averaged_epochs:
+        if last_iterate is not None:
+            last_iterate(model)
+        model.set_weights([w / averaged_epochs for w in weight_sum])
+        recompute_batch_norm(model, windows, settings.batch_size)
+        log.info("weights averaged over the last %d epochs", averaged_epochs)
     return model, history
+
+
+def averaged_epoch_count(settings: TrainSettings) -> int:
+    """How many final epochs settings.weight_average averages (0: none; at least one when asked)."""
+    if not 0.0 <= settings.weight_average < 1.0:
+        raise ValueError("weight_average must be in [0, 1): %r" % settings.weight_average)
+    return max(1, int(round(settings.weight_average * settings.epochs))) if settings.weight_average > 0 else 0
+
+
+def recompute_batch_norm(model, windows: np.ndarray, batch_size: int) -> None:
+    """Set every batch-norm layer's moving mean and variance to the mean of its batch statistics over windows (the
+    statistics of weights that were averaged, not trained, are unknown until the network sees data through them)."""
+    import keras
+
+    norms = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for k, start in enumerate(range(0, len(windows), batch_size)):
+            for layer in norms:
+                layer.momentum = k / (k + 1)  # a running mean over the batches seen so far
+            model(windows[start:start + batch_size, ..., None], training=True)
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
 
 
 def adversary_strength(strength: float, epoch: int, epochs: int, warmup: float = 0.0) -> float:

@@ -125,11 +125,16 @@ def train_fold(chosen: Recipe, clips: list[data.Clip], fold_of_clip: np.ndarray,
     train_mask = fold_of_clip != fold
     all_versions = versions(clips, chosen, workers=1)
     train_versions = [data.subset(v, train_mask) for v in all_versions]
-    network = fitted_network(chosen, clips, train_versions, train_mask)
-    int8 = export.convert_int8(network, train_versions[0].windows, chosen.settings.seed)
     clean = data.subset(all_versions[0], ~train_mask)
-    result = {"clean_index": clean.clip_index, "clean_int8": export.tflite_logits(int8, clean.windows),
-              "clean_float": nn.predict_logits(network, clean.windows)}
+    result = {}
+
+    def last_iterate(network) -> None:  # with weight averaging: the last epoch's network, to compare with the mean
+        result["clean_float_last"] = nn.predict_logits(network, clean.windows)
+
+    network = fitted_network(chosen, clips, train_versions, train_mask, last_iterate)
+    int8 = export.convert_int8(network, train_versions[0].windows, chosen.settings.seed)
+    result.update({"clean_index": clean.clip_index, "clean_int8": export.tflite_logits(int8, clean.windows),
+                   "clean_float": nn.predict_logits(network, clean.windows)})
     for name, windows in condition_windows(clips, workers=1).items():
         held_out = data.subset(windows, ~train_mask)
         result[name + "_index"], result[name + "_int8"] = held_out.clip_index, export.tflite_logits(int8, held_out.windows)
@@ -142,8 +147,10 @@ def train_fold(chosen: Recipe, clips: list[data.Clip], fold_of_clip: np.ndarray,
     return result
 
 
-def fitted_network(chosen: Recipe, clips: list[data.Clip], train_versions: list[data.WindowSet], train_mask: np.ndarray):
-    """The recipe's network trained on the clips of train_mask (balanced draws, masked loss)."""
+def fitted_network(chosen: Recipe, clips: list[data.Clip], train_versions: list[data.WindowSet], train_mask: np.ndarray,
+                   last_iterate=None):
+    """The recipe's network trained on the clips of train_mask (balanced draws, masked loss); last_iterate as in
+    nn.train_drawn."""
     from tools.model import nn
 
     train_clips = [clip for clip, keep in zip(clips, train_mask) if keep]
@@ -152,7 +159,7 @@ def fitted_network(chosen: Recipe, clips: list[data.Clip], train_versions: list[
     mask = np.zeros((len(clips), len(corpora.LABELS)), dtype=np.float32)
     mask[train_mask] = corpora.class_masks(train_clips)
     network, _ = nn.train_drawn(train_versions, data.clip_labels(clips, corpora.LABELS), mask, draw_p,
-                                chosen.settings, chosen.draws_per_epoch, corpora.corpus_index(clips))
+                                chosen.settings, chosen.draws_per_epoch, corpora.corpus_index(clips), last_iterate)
     return network
 
 

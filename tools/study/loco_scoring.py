@@ -108,7 +108,8 @@ def summarise(clips: list[data.Clip], fold_of_clip: np.ndarray, names: list[str]
     out = {"folds_done": [names[f] for f in sorted(done)], "folds": names,
            "train_seconds": {names[f]: round(float(done[f]["train_seconds"]), 1) for f in sorted(done)}}
     per_corpus: dict[str, dict] = {}
-    for key in ["clean_int8", "clean_float"] + list(recipes.CONDITIONS):
+    last_iterate = ["clean_float_last"] if all("clean_float_last" in done[f] for f in done) else []
+    for key in ["clean_int8", "clean_float"] + last_iterate + list(recipes.CONDITIONS):
         probs, seen = clip_probabilities(*oof_windows(done, key), len(clips))
         for c, name in enumerate(corpus_list):
             mine = finished & (corpus == c)
@@ -128,6 +129,9 @@ def summarise(clips: list[data.Clip], fold_of_clip: np.ndarray, names: list[str]
         if values:
             out["mean"][metric] = mean_spread(values)
     out["mean"]["float_uar_restricted"] = mean_spread([e["conditions"]["clean_float"]["uar_restricted"] for e in per_corpus.values()])
+    if last_iterate:  # weights averaged: the last epoch's network on the same folds, before the mean replaced it
+        out["mean"]["last_iterate_float_uar_restricted"] = mean_spread(
+            [e["conditions"]["clean_float_last"]["uar_restricted"] for e in per_corpus.values()])
     for condition in recipes.CONDITIONS:
         out["mean"][condition] = mean_spread([e["conditions"][condition]["uar_restricted"] for e in per_corpus.values()])
     out["calibration"] = calibration(clips, done, finished)
