@@ -145,20 +145,18 @@ class StalledReader(io.TextIOBase):
 
 
 def test_the_default_queue_holds_a_thousand_lines_behind_a_stalled_reader():
-    from serd.publish import stdout_pub
-
     stream = StalledReader()
     pub = StdoutPublisher(stream)
     pub.publish(events(1)[0])
     assert stream.entered.wait(5), "the writer took the first line"
-    for event in events(stdout_pub.QUEUE_LINES):
+    for event in events(1000):
         pub.publish(event)
     assert pub.dropped == 0, "a thousand lines wait behind the one being written"
     pub.publish(events(1)[0])
     assert pub.dropped == 1
     stream.release.set()
     pub.close()
-    assert len(stream.lines) == stdout_pub.QUEUE_LINES + 1
+    assert len(stream.lines) == 1001
 
 
 def test_a_slow_output_is_logged_with_the_queue_size_and_a_closed_one_with_its_error(caplog):
