@@ -51,7 +51,7 @@ MODULE_TESTS: dict[str, tuple[str, ...]] = {
     "serd/resample.py": ("tests/test_audio.py", "tests/test_properties.py"),
     "serd/sdnotify.py": ("tests/test_sdnotify.py",),
     "serd/capture.py": ("tests/test_capture.py",),
-    "serd/publish/__init__.py": ("tests/test_publish_zmq.py", "tests/test_publish_stdout.py", "tests/test_publish_mqtt.py"),
+    "serd/publish/__init__.py": ("tests/test_publish_fanout.py", "tests/test_publish_zmq.py", "tests/test_publish_stdout.py", "tests/test_publish_mqtt.py"),
     "serd/publish/base.py": ("tests/test_publish_base.py", "tests/test_publish_stdout.py", "tests/test_publish_zmq.py"),
     "serd/publish/stdout_pub.py": ("tests/test_publish_stdout.py",),
     "serd/publish/zmq_pub.py": ("tests/test_publish_zmq.py",),
