@@ -192,3 +192,26 @@ def test_mqtt_forget_removes_the_entities_of_every_source(tmp_path, mosquitto, p
         assert [m for m in after.drain(0.5) if m[1]] == [], "no retained config of either device is left"
     finally:
         after.close()
+
+
+def test_node_ids_turn_what_a_discovery_topic_cannot_hold_into_underscores():
+    assert node_id("kitchen.left mic/2+#") == "serd_kitchen_left_mic_2__"
+    assert node_id("Car-1_rear") == "serd_Car-1_rear", "letters, digits, - and _ are kept"
+
+
+def test_a_discovery_prefix_with_a_trailing_slash_gives_the_same_topics():
+    from serd.publish.discovery import config_topics, status_topic
+
+    assert config_topics(PREFIX + "/", DEVICE) == config_topics(PREFIX, DEVICE) == [config_topic(o) for o in COMPONENTS]
+    assert status_topic(PREFIX + "/") == status_topic(PREFIX) == "homeassistant/status"
+
+
+def test_numeric_sensors_are_measurements_shown_with_two_decimals():
+    from serd.publish.discovery import discovery_messages
+
+    messages = discovery_messages(PREFIX, DEVICE, IDENTITY, BASE + "/state", BASE + "/events", BASE + "/available")
+    found = {topic.split("/")[-2]: json.loads(payload) for topic, payload in messages}
+    assert [topic for topic, _ in messages] == [config_topic(o) for o in COMPONENTS]
+    for object_id in ("confidence", "arousal", "valence"):
+        assert found[object_id]["state_class"] == "measurement" and found[object_id]["suggested_display_precision"] == 2
+    assert found["emotion"]["unique_id"] == "serd_kitchen_emotion" and found["emotion"]["origin"]["name"] == "serd"
