@@ -13,6 +13,7 @@ from serd.config import load_config
 from serd.errors import ConfigError
 from serd.events import EmotionChanged, SpeechEnded, Status, from_dict
 from serd.publish import Fanout, StdoutPublisher, ZmqPublisher, make_publishers
+from serd.publish.zmq_pub import zmq_topic
 
 DEVICE = "desk"
 HANDSHAKE_TIMEOUT_S = 5.0
@@ -288,3 +289,38 @@ def test_one_socket_carries_each_event_under_its_own_device(tmp_path, context):
     fanout.close()
     assert topics == [b"serd/back/emotion-changed", b"serd/cabin/emotion-changed", b"serd/back/emotion-changed"]
     assert fanout.dropped_counts("cabin") == fanout.dropped_counts() == {"zmq": 0}
+
+
+def test_an_ipc_endpoint_in_a_missing_directory_creates_it_readable_by_subscribers(tmp_path):
+    old_umask = os.umask(0o022)
+    try:
+        pub = ZmqPublisher("ipc://%s/run/serd/events" % tmp_path, DEVICE, high_water_mark=10)
+    finally:
+        os.umask(old_umask)
+    try:
+        for directory in (tmp_path / "run", tmp_path / "run" / "serd"):
+            assert directory.stat().st_mode & 0o777 == 0o755, oct(directory.stat().st_mode)
+    finally:
+        pub.close(timeout_s=0.1)
+
+
+def test_an_event_published_after_close_is_counted_and_logged(publisher, caplog):
+    pub = publisher(high_water_mark=10)
+    pub.close(timeout_s=0.1)
+    pub.publish(emotion())
+    pub.publish(emotion())
+    assert pub.dropped == 2
+    assert "zmq: dropped 1 event(s): publisher closed (total 1)" in [r.getMessage() for r in caplog.records]
+
+
+def test_subscriptions_are_counted_and_unsubscriptions_are_not(tmp_path, context, publisher):
+    pub = publisher(high_water_mark=10)
+    first = subscriber(context, "ipc://%s/events" % tmp_path)
+    publish_until_heard(pub, first, emotion())
+    first.setsockopt(zmq.UNSUBSCRIBE, b"serd/")
+    second = subscriber(context, "ipc://%s/events" % tmp_path)
+    publish_until_heard(pub, second, emotion())
+    time.sleep(0.1)
+    pub.publish(emotion())  # takes in the unsubscription too
+    assert pub.wait_for_subscribers() == 2
+    assert zmq_topic(DEVICE, "status") == "serd/desk/status"
