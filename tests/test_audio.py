@@ -367,7 +367,14 @@ SNIFFED = [
     (b"OggS\x00\x02" + bytes(22) + b"OpusHead", "opus"),
     (b"ID3\x04\x00\x00\x00\x00\x00\x00", "mp3"),
     (b"\xff\xfb\x90\x64", "mp3"),  # MPEG-1 layer III, 128 kbit/s, 44.1 kHz
+    (b"\xff\xf3\x90\x64", "mp3"),  # MPEG-2 layer III
+    (b"\xff\xe3\x90\x64", "mp3"),  # MPEG-2.5 layer III
     (b"\xff\xf1\x50\x80", None),  # AAC ADTS: the sync, but layer 0
+    (b"\xff\xeb\x90\x64", None),  # the reserved MPEG version
+    (b"\xff\xfb\xf0\x64", None),  # the bitrate index no frame has
+    (b"\xff\xfb\x9c\x64", None),  # the reserved sample rate
+    (b"\xff\xdb\x90\x64", None),  # one sync bit short
+    (b"\xff\xfb", None),  # too short for a frame header
     (b"\xff\xd8\xff\xe0", None),  # JPEG
     (b"RIFF\x24\x00\x00\x00AVI ", None),
     (b"hello\n", None),
