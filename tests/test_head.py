@@ -40,7 +40,7 @@ def test_a_centred_head_subtracts_the_running_mean_of_the_windows_heard():
     windows = np.random.default_rng(1).normal(3.0, 1.0, size=(4, WIDTH))
     for k, window in enumerate(windows):
         logits = head.logits(window, voice)
-        mean = (head.centre_prior * CENTRE_PRIOR_WINDOWS + windows[: k + 1].sum(axis=0)) / (CENTRE_PRIOR_WINDOWS + k + 1)
+        mean = (head.centre_prior * 5 + windows[: k + 1].sum(axis=0)) / (5 + k + 1)  # the prior counts as five windows
         np.testing.assert_allclose(logits, ((window - mean) - head.mean) / head.scale @ head.weights + head.bias, atol=1e-9)
     assert voice.frames_heard == len(windows)
     plain = head.logits(windows[0])  # without a voice estimate the features go in as they are
@@ -148,3 +148,33 @@ def test_a_card_naming_a_missing_head_fails_at_load(tmp_path):
     (tmp_path / "serd-emotion.json").write_text(json.dumps(_card(head="nowhere.npz")))
     with pytest.raises(ModelError, match="nowhere.npz"):
         load_model(tmp_path / "serd-emotion.tflite")
+
+
+@pytest.mark.parametrize("name", ["mean", "scale", "weights", "bias"])
+@pytest.mark.parametrize("change", [1, -1])
+def test_a_head_with_any_one_array_of_the_wrong_size_is_refused(tmp_path, name, change):
+    head = _head()
+    arrays = {key: getattr(head, key) for key in ("mean", "scale", "weights", "bias")}
+    wrong = arrays[name]
+    arrays[name] = np.ones((wrong.shape[0] + change,) + wrong.shape[1:])
+    with pytest.raises(ModelError, match="do not fit 6 features and 3 labels"):
+        LinearHead.load(_save(tmp_path / "head.npz", **arrays), WIDTH, N_LABELS)
+
+
+def test_a_negative_scale_a_short_prior_and_pickled_arrays_are_refused(tmp_path):
+    head = _head()
+    arrays = {"mean": head.mean, "scale": head.scale, "weights": head.weights, "bias": head.bias}
+    with pytest.raises(ModelError, match="scale must be positive"):
+        LinearHead.load(_save(tmp_path / "negative.npz", **dict(arrays, scale=-head.scale)), WIDTH, N_LABELS)
+    with pytest.raises(ModelError, match="centre_prior has shape"):
+        LinearHead.load(_save(tmp_path / "short.npz", **arrays, centre_prior=np.zeros(WIDTH - 1)), WIDTH, N_LABELS)
+    pickled = dict(arrays, mean=np.array(list(head.mean), dtype=object))  # numbers, but stored as pickled objects
+    with pytest.raises(ModelError, match="not a head"):
+        LinearHead.load(_save(tmp_path / "pickled.npz", **pickled), WIDTH, N_LABELS)
+
+
+def test_a_head_is_frozen_and_its_voice_never_fades_unless_asked():
+    head = _head()
+    with pytest.raises(AttributeError):
+        head.bias = np.zeros(N_LABELS)
+    assert head.new_voice().memory_frames == 0

@@ -160,3 +160,73 @@ def test_eval_runs_a_speaker_normalised_model(speaker_model, ravdess_manifest, t
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["n"] == 8 and report["unreadable"] == 0 and sum(map(sum, report["confusion"])) == 8
+
+
+def test_the_prior_counts_as_its_frames_and_every_frame_adds_to_mean_and_spread_exactly():
+    prior = SpeakerPrior((1.0, -2.0), (0.5, 3.0), 4)
+    stats = SpeakerStats(prior)
+    frames = np.array([[2.0, 0.0], [4.0, 1.0], [0.0, -1.0]])
+    stats.observe(frames[:1])  # one frame counts too
+    stats.observe(frames[1:])
+    weight = 4 + 3
+    mean = (4 * np.array([1.0, -2.0]) + frames.sum(axis=0)) / weight
+    mean_sq = (4 * (np.array([0.5, 3.0]) ** 2 + np.array([1.0, -2.0]) ** 2) + (frames**2).sum(axis=0)) / weight
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-12)
+    np.testing.assert_allclose(stats.std, np.sqrt(mean_sq - mean**2), rtol=1e-12)
+    stats.observe(np.zeros((0, 2)))
+    assert stats.frames_heard == 3, "no frames change nothing"
+    np.testing.assert_allclose(stats.mean, mean, rtol=1e-12)
+
+
+def test_memory_fades_the_estimate_by_e_to_the_minus_frames_over_memory():
+    prior = SpeakerPrior((10.0,), (1.0,), 20)
+    for memory in (1, 7):
+        stats = SpeakerStats(prior, memory_frames=memory)
+        frames = np.full((5, 1), -2.0)
+        stats.observe(frames)
+        keep = np.exp(-5 / memory)
+        np.testing.assert_allclose(stats.mean, (20 * keep * 10.0 - 2.0 * 5) / (20 * keep + 5), rtol=1e-12)
+    assert SpeakerStats(prior).memory_frames == 0, "by default every frame counts for ever"
+
+
+def test_a_voice_without_spread_is_scaled_by_the_floor_not_by_zero():
+    stats = SpeakerStats(SpeakerPrior((2.0,), (0.0,), 1))
+    stats.observe(np.full((3, 1), 2.0))
+    assert stats.std[0] == 0.0, "a spread that rounding makes negative is held at zero"
+    window = np.full((2, 1), 2.001)
+    np.testing.assert_allclose(stats.normalise(window), 0.001 / 1e-5, rtol=1e-3)
+    small = SpeakerStats(SpeakerPrior((0.0,), (0.01,), 1))
+    np.testing.assert_allclose(small.std, 0.01, rtol=1e-9)
+
+
+def test_priors_are_stored_to_five_decimals_and_frozen():
+    prior = SpeakerPrior((0.123456789,), (1.0000049,), 3)
+    assert prior.to_dict() == {"mean": [0.12346], "std": [1.0], "weight_frames": 3}
+    with pytest.raises(AttributeError):
+        prior.weight_frames = 4
+
+
+@pytest.mark.parametrize("data", [
+    {"mean": [0.0, 0.0], "std": [1.0], "weight_frames": 10},
+    {"mean": [], "std": [], "weight_frames": 10},
+    {"mean": [0.0], "std": [-1.0], "weight_frames": 10},
+    {"mean": [0.0], "std": [1.0], "weight_frames": 0},
+])
+def test_priors_of_unequal_lengths_negative_spread_or_no_weight_are_refused(data):
+    with pytest.raises(ValueError, match="speaker_prior"):
+        SpeakerPrior.from_dict(data)
+
+
+def test_the_smallest_valid_prior_and_a_wide_one_are_taken():
+    assert SpeakerPrior.from_dict({"mean": [0.0], "std": [0.5], "weight_frames": 1}).weight_frames == 1
+    wide = SpeakerPrior.from_dict({"mean": [0.0] * 300, "std": [1.0] * 300, "weight_frames": 1})
+    assert len(wide.mean) == len(wide.std) == 300
+
+
+def test_a_cards_speaker_memory_is_converted_from_seconds_at_its_frame_rate():
+    card = ModelCard.from_dict(_card(normalisation="per-speaker-cmvn", speaker_prior=PRIOR.to_dict()), SHIPPED_CARD)
+    assert for_card(card).memory_frames == 0, "no memory unless asked"
+    odd = _card(normalisation="per-speaker-cmvn", speaker_prior=PRIOR.to_dict())
+    odd["features"] = dict(odd["features"], hop_samples=150)
+    stats = for_card(ModelCard.from_dict(odd, SHIPPED_CARD), memory_s=10.0)
+    assert stats.memory_frames == round(10.0 * 16000 / 150) == 1067
