@@ -73,6 +73,9 @@ def networks() -> dict[str, bytes]:
         "uint8": _convert(means(LABELS), four_d, int8=True, io_type="uint8"),
         "embedding_int8": _convert(means(WIDTH), four_d, int8=True),
         "grid": _convert(lambda x: tf.reshape(x, (1, FRAMES, BANDS))[:, :4, :4], four_d),
+        "nine": _convert(means(9), four_d),
+        "flat": _convert(lambda x: tf.reshape(means(WIDTH)(x), (WIDTH,)), four_d),
+        "pair": _convert(lambda x: tf.concat([means(WIDTH)(x)] * 2, axis=0), four_d),
     }
 
 
@@ -170,6 +173,9 @@ def test_a_class_the_network_gives_no_probability_keeps_a_floor_of_one_in_a_bill
     ("short", {}, r"input shape \(1, 100, 40, 1\) does not match the card's window \(1, 200, 40\)"),
     ("five", {}, "output shape \\(1, 5\\) does not match 7 labels in the card"),
     ("grid", {"output": "embedding", "head": "head.npz"}, r"output shape \(1, 4, 4\) is not one embedding vector"),
+    ("nine", {}, "output shape \\(1, 9\\) does not match 7 labels in the card"),
+    ("flat", {"output": "embedding", "head": "head.npz"}, r"output shape \(16,\) is not one embedding vector"),
+    ("pair", {"output": "embedding", "head": "head.npz"}, r"output shape \(2, 16\) is not one embedding vector"),
 ])
 def test_a_network_that_does_not_fit_its_card_fails_at_load(networks, tmp_path, network, changes, message):
     path = _place(tmp_path, networks[network], **changes)
@@ -249,7 +255,7 @@ def test_a_head_voice_forgets_after_the_seconds_asked_in_windows(networks, tmp_p
     step_s = model.voice_step_s  # one window hop: 0.5 s
     assert model.new_voice(30.0).memory_frames == round(30.0 / step_s) == 60
     assert model.new_voice(30.3).memory_frames == 61  # the nearest whole number of windows
-    assert model.new_voice(0.0).memory_frames == 0  # never forgets
+    assert model.new_voice(0.0).memory_frames == model.new_voice().memory_frames == 0  # never forgets, unless asked
 
 
 def test_without_a_head_the_voice_is_of_feature_frames(networks, tmp_path):
