@@ -76,6 +76,7 @@ def networks() -> dict[str, bytes]:
         "nine": _convert(means(9), four_d),
         "flat": _convert(lambda x: tf.reshape(means(WIDTH)(x), (WIDTH,)), four_d),
         "pair": _convert(lambda x: tf.concat([means(WIDTH)(x)] * 2, axis=0), four_d),
+        "scalar": _convert(lambda x: tf.reshape(means(1)(x), (1,)), four_d),
     }
 
 
@@ -176,6 +177,7 @@ def test_a_class_the_network_gives_no_probability_keeps_a_floor_of_one_in_a_bill
     ("nine", {}, "output shape \\(1, 9\\) does not match 7 labels in the card"),
     ("flat", {"output": "embedding", "head": "head.npz"}, r"output shape \(16,\) is not one embedding vector"),
     ("pair", {"output": "embedding", "head": "head.npz"}, r"output shape \(2, 16\) is not one embedding vector"),
+    ("scalar", {"output": "embedding", "head": "head.npz"}, r"output shape \(1,\) is not one embedding vector"),
 ])
 def test_a_network_that_does_not_fit_its_card_fails_at_load(networks, tmp_path, network, changes, message):
     path = _place(tmp_path, networks[network], **changes)
