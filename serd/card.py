@@ -22,7 +22,7 @@ SUPPORTED_SAMPLE_RATE_HZ = 16000
 SUPPORTED_NORMALISATION = ("per-window-cmvn", "per-speaker-cmvn")  # the second needs the card's speaker_prior
 SUPPORTED_OUTPUTS = ("logits", "probabilities", "embedding")  # "embedding": the card's head turns it into logits
 SUPPORTED_BACKENDS = ("tflite", "whisper")
-SUPPORTED_FEATURE_KINDS = ("logmel", "mfcc")
+SUPPORTED_FEATURE_KINDS = ("logmel", "mfcc", "logmel_pitch")  # the last: log-mel bands, then pitch salience bins
 RESERVED_LABELS = ("silence", "uncertain")  # what serd itself says when there is no speech or no confident emotion
 
 
@@ -113,6 +113,11 @@ def _ranges(card: "ModelCard") -> list[str]:
         (f.n_fft >= f.frame_samples, "features.n_fft must be at least features.frame_samples"),
         (f.n_mels >= 1, "features.n_mels must be positive"),
         (f.kind != "mfcc" or 1 <= f.n_mfcc <= f.n_mels, "features.n_mfcc must be 1 to features.n_mels"),
+        (f.kind != "logmel_pitch" or f.pitch_bins >= 1, "features.pitch_bins must be positive"),
+        (f.kind != "logmel_pitch" or 0.0 < f.pitch_fmin_hz < f.pitch_fmax_hz <= f.sample_rate_hz / 4,
+         "features.pitch_fmin_hz must be above 0 and below features.pitch_fmax_hz, at most a quarter of the sample rate"),
+        (f.kind != "logmel_pitch" or f.pitch_fmin_hz <= 0.0 or f.sample_rate_hz / f.pitch_fmin_hz < f.frame_samples - 1,
+         "features.pitch_fmin_hz must have its period inside features.frame_samples"),
         (0.0 <= f.fmin_hz < f.fmax_hz, "features.fmin_hz must be at least 0 and below features.fmax_hz"),
         (f.fmax_hz <= f.sample_rate_hz / 2, "features.fmax_hz must not exceed the Nyquist frequency (%g Hz)" % (f.sample_rate_hz / 2)),
         (w.frames >= 1, "window.frames must be positive"),

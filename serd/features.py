@@ -26,11 +26,16 @@ class FeatureParams:
     n_mfcc: int = 13  # used only when kind == "mfcc"
     fmin_hz: float = 20.0
     fmax_hz: float = 8000.0
+    pitch_bins: int = 24  # used only when kind == "logmel_pitch": periodicity at this many candidate F0s ...
+    pitch_fmin_hz: float = 65.0  # ... spaced evenly in log frequency from this one ...
+    pitch_fmax_hz: float = 520.0  # ... to this one (three octaves)
 
     @property
     def n_features(self) -> int:
         """Values per frame."""
-        return self.n_mfcc if self.kind == "mfcc" else self.n_mels
+        if self.kind == "mfcc":
+            return self.n_mfcc
+        return self.n_mels + self.pitch_bins if self.kind == "logmel_pitch" else self.n_mels
 
     @classmethod
     def from_dict(cls, data: dict) -> "FeatureParams":
@@ -38,8 +43,16 @@ class FeatureParams:
         return cls(**data)
 
     def to_dict(self) -> dict:
-        """The card's "features" object."""
-        return dict(self.__dict__)
+        """The card's "features" object; the pitch fields only for the kind that uses them (so that the
+        cards and training caches of the other kinds keep their keys)."""
+        data = dict(self.__dict__)
+        if self.kind != "logmel_pitch":
+            for key in PITCH_FIELDS:
+                del data[key]
+        return data
+
+
+PITCH_FIELDS = ("pitch_bins", "pitch_fmin_hz", "pitch_fmax_hz")
 
 
 def hz_to_mel(freq_hz: np.ndarray) -> np.ndarray:
@@ -81,6 +94,18 @@ def mel_filterbank(params: FeatureParams) -> np.ndarray:
     return weights
 
 
+def pitch_lags(params: FeatureParams) -> np.ndarray:
+    """Autocorrelation lag in samples (fractional) of each pitch bin, from the highest F0 to the lowest."""
+    f0_hz = np.geomspace(params.pitch_fmax_hz, params.pitch_fmin_hz, params.pitch_bins)
+    return params.sample_rate_hz / f0_hz
+
+
+def pitch_fft_size(params: FeatureParams) -> int:
+    """FFT length whose circular autocorrelation of a frame is exact up to the longest pitch lag."""
+    longest_lag = int(np.ceil(pitch_lags(params)[-1])) + 1
+    return 1 << int(np.ceil(np.log2(params.frame_samples + longest_lag)))
+
+
 def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
     """Orthonormal DCT-II as a matrix, shape (n_out, n_in)."""
     k = np.arange(n_out)[:, None]
@@ -99,6 +124,7 @@ class FeatureExtractor:
         self._window = periodic_hann
         self._mel = mel_filterbank(params)
         self._dct = dct_matrix(params.n_mels, params.n_mfcc) if params.kind == "mfcc" else None
+        self._pitch = _PitchSalience(params, periodic_hann) if params.kind == "logmel_pitch" else None
         frame_starts = np.arange(INDEXED_FRAMES_MAX)[:, None] * params.hop_samples
         self._frame_index = frame_starts + np.arange(params.frame_samples)[None, :]  # sample indices of frames 0..63
 
@@ -121,10 +147,45 @@ class FeatureExtractor:
         spectrum = np.fft.rfft(frames * self._window, n=self.params.n_fft)
         power = spectrum.real**2 + spectrum.imag**2
         mel_power = power @ self._mel.T
+        if self._pitch is not None:
+            return np.concatenate([np.log(mel_power + LOG_FLOOR), self._pitch.compute(frames)], axis=1).astype(np.float32)
         if self._dct is None:
             return np.log(mel_power + LOG_FLOOR).astype(np.float32)
         log_mel_db = 10.0 * np.log10(np.maximum(mel_power, 1e-10))
         return (log_mel_db @ self._dct.T).astype(np.float32)
+
+
+class _PitchSalience:
+    """Periodicity of each frame at log-spaced candidate F0s: the frame's normalised autocorrelation
+    divided by its window's (Boersma 1993), read at lag sample_rate / F0 and clipped to [-1, 1].
+    A voiced frame shows a ridge at its F0 (and weaker ones at its octaves) that moves with the
+    intonation; the log-mel bands, about 75 Hz wide below 1 kHz, do not resolve the harmonics that
+    carry it. Independent of level; 0 for a silent frame."""
+
+    def __init__(self, params: FeatureParams, window: np.ndarray):
+        self._window = window
+        self._n_fft = pitch_fft_size(params)
+        lags = pitch_lags(params)
+        self._low = np.floor(lags).astype(np.int64)
+        self._frac = lags - self._low
+        window_acf = np.fft.irfft(np.abs(np.fft.rfft(window, n=self._n_fft)) ** 2, n=self._n_fft)
+        self._window_acf = self._interpolate(window_acf[None, :] / window_acf[0])[0]
+
+    def _interpolate(self, acf: np.ndarray) -> np.ndarray:
+        """Rows of acf read at the bins' fractional lags."""
+        return acf[:, self._low] * (1.0 - self._frac) + acf[:, self._low + 1] * self._frac
+
+    def compute(self, frames: np.ndarray) -> np.ndarray:
+        """Salience of frames (frames, frame_samples), shape (frames, pitch_bins)."""
+        centred = (frames - frames.mean(axis=1, keepdims=True)) * self._window
+        spectrum = np.fft.rfft(centred, n=self._n_fft)
+        acf = np.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=self._n_fft)
+        energy = acf[:, :1]
+        normalised = self._interpolate(acf) / np.where(energy > PITCH_ENERGY_FLOOR, energy, np.inf)
+        return np.clip(normalised / self._window_acf, -1.0, 1.0)
+
+
+PITCH_ENERGY_FLOOR = 1e-9  # a frame below this autocorrelation energy (about -110 dBFS, under one int16 step) has no pitch
 
 
 class StreamingFeatures:
