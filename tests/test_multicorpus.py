@@ -215,6 +215,28 @@ def test_serd_analyzes_a_file_with_the_trained_multi_corpus_model(study, ravdess
     assert set(verdict["probabilities"]) == set(SEVEN) and verdict["label"] in SEVEN + ["uncertain"]
 
 
+@pytest.fixture(scope="module")
+def pitch_model(study):
+    """The pitch-hearing recipe's final model, trained on the same two tiny corpora (one short epoch)."""
+    manifests, _, _ = study
+    root = manifests[0].parent.parent
+    env = dict(os.environ, SERD_TRAIN_CACHE=str(root / "cache"), PYTHONPATH=str(PROJECT_DIR))
+    flags = [item for m in manifests for item in ("--manifest", str(m))] + ["--epochs", "1", "--draws-per-epoch", "40"]
+    out = root / "pitch_model"
+    run([sys.executable, "-m", "tools.train", "--recipe", "multi7pitch", "--out", str(out), "--workers", "1", "--no-whisper",
+         "--loco-results", str(root / "none.json")] + flags, env)
+    return out
+
+
+def test_a_pitch_hearing_model_carries_its_front_end_in_its_card_and_serd_runs_it(pitch_model, ravdess_clip):
+    card = json.loads((pitch_model / "serd-emotion.json").read_text())
+    assert card["features"] == recipes.PITCH_FRONT_END.to_dict() and card["features"]["kind"] == "logmel_pitch"
+    result = serd("analyze", "--json", "--model", pitch_model / "serd-emotion.tflite", ravdess_clip, text=True)
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout.splitlines()[0])
+    assert set(verdict["probabilities"]) == set(SEVEN) and verdict["segments"][0]["windows"] >= 1
+
+
 def test_one_emotion_sessions_are_four_fifths_one_emotion_of_one_held_out_speaker():
     from tools.study import whisper_loco
 

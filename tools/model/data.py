@@ -101,12 +101,13 @@ VAD_LATER_DEFAULTS = {"gate": "webrtc", "min_snr_db": 0.0}  # gate keys added si
 # at these values, so that those caches stay valid
 
 
-def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int, raw: bool = False) -> str:
+def cache_key(clips: list[Clip], aug: augment.AudioAugment | None, copy: int, raw: bool = False,
+              features: FeatureParams = FeatureParams()) -> str:
     """Hash of everything that shapes the windows: clips, front-end parameters, augmentation, normalisation."""
     spec = {
         "clips": [clip.path for clip in clips],
         "vad": {k: v for k, v in asdict(vad_params()).items() if not (k in VAD_LATER_DEFAULTS and v == VAD_LATER_DEFAULTS[k])},
-        "features": FeatureParams().to_dict(),
+        "features": features.to_dict(),
         "window": WindowParams().to_dict(),
         "augment": asdict(aug) if aug else None,
         "copy": copy,
@@ -125,9 +126,10 @@ def clip_samples(clip: Clip, aug: augment.AudioAugment | None, copy: int) -> np.
     return samples
 
 
-def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int, raw: bool = False) -> list[np.ndarray]:
+def clip_window_list(clip: Clip, aug: augment.AudioAugment | None, copy: int, raw: bool = False,
+                     features: FeatureParams = FeatureParams()) -> list[np.ndarray]:
     """Windows of one clip, optionally augmented (deterministic per clip and copy), raw or per-window normalised."""
-    return clip_windows(clip_samples(clip, aug, copy), vad_params(), FeatureParams(), WindowParams(), normalise=not raw)
+    return clip_windows(clip_samples(clip, aug, copy), vad_params(), features, WindowParams(), normalise=not raw)
 
 
 def _job(args: tuple) -> list[np.ndarray]:
@@ -145,14 +147,15 @@ def map_clips(job, clips: list[Clip], aug: augment.AudioAugment | None, copy: in
 
 
 def compute_windows(clips: list[Clip], aug: augment.AudioAugment | None = None, copy: int = 0, workers: int = 2,
-                    raw: bool = False) -> WindowSet:
-    """Windows of every clip (raw feature frames with raw), read from or written to the on-disk cache."""
-    path = cache_dir("windows") / ("%s.npz" % cache_key(clips, aug, copy, raw))
+                    raw: bool = False, features: FeatureParams = FeatureParams()) -> WindowSet:
+    """Windows of every clip (raw feature frames with raw) through the front end of features, read from or written to
+    the on-disk cache."""
+    path = cache_dir("windows") / ("%s.npz" % cache_key(clips, aug, copy, raw, features))
     if path.is_file():
         with np.load(path) as data:
             return WindowSet(data["windows"], data["clip_index"])
-    per_clip = map_clips(_job, clips, aug, copy, workers, raw)
-    result = _stack(per_clip, WindowParams().frames, FeatureParams().n_features)
+    per_clip = map_clips(_job, clips, aug, copy, workers, raw, features)
+    result = _stack(per_clip, WindowParams().frames, features.n_features)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".%d.partial.npz" % os.getpid())
     np.savez(partial, windows=result.windows, clip_index=result.clip_index)

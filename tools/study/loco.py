@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from serd.features import FeatureParams
 from tools.model import corpora, data, recipes
 from tools.study import loco_scoring
 from tools.model.recipes import Recipe
@@ -93,19 +94,22 @@ def final_plan(clips: list[data.Clip]) -> tuple[np.ndarray, int]:
 
 def versions(clips: list[data.Clip], chosen: Recipe, workers: int) -> list[data.WindowSet]:
     """Clean windows plus the recipe's augmented copies (cached)."""
-    settings = chosen.settings
-    return [data.compute_windows(clips, None, 0, workers)] + [
-        data.compute_windows(clips, settings.audio, copy, workers) for copy in range(1, settings.aug_copies + 1)]
+    settings, features = chosen.settings, chosen.features
+    return [data.compute_windows(clips, None, 0, workers, features=features)] + [
+        data.compute_windows(clips, settings.audio, copy, workers, features=features) for copy in range(1, settings.aug_copies + 1)]
 
 
-def condition_windows(clips: list[data.Clip], workers: int) -> dict[str, data.WindowSet]:
-    """Every clip under each test condition (cached)."""
-    return {name: data.compute_windows(clips, aug, recipes.CONDITION_COPY, workers) for name, aug in recipes.CONDITIONS.items()}
+def condition_windows(clips: list[data.Clip], chosen: Recipe, workers: int) -> dict[str, data.WindowSet]:
+    """Every clip under each test condition, through the recipe's front end (cached)."""
+    return {name: data.compute_windows(clips, aug, recipes.CONDITION_COPY, workers, features=chosen.features)
+            for name, aug in recipes.CONDITIONS.items()}
 
 
 def fold_path(chosen: Recipe, clips: list[data.Clip], fold_of_clip: np.ndarray, fold: int) -> Path:
     """Where one fold's logits are kept: keyed by the recipe's settings, the clips and the fold's test clips."""
     spec = "(%s, %r, %r, %r)" % (chosen.settings.key(), chosen.draws_per_epoch, [c.path for c in clips], (fold_of_clip == fold).tolist())
+    if chosen.features != FeatureParams():
+        spec += repr(sorted(chosen.features.to_dict().items()))  # recipes on the default front end keep their keys
     return data.cache_dir("loco") / ("%s_%s.npz" % (chosen.name, hashlib.sha1(spec.encode()).hexdigest()[:12]))
 
 
@@ -135,7 +139,7 @@ def train_fold(chosen: Recipe, clips: list[data.Clip], fold_of_clip: np.ndarray,
     int8 = export.convert_int8(network, train_versions[0].windows, chosen.settings.seed)
     result.update({"clean_index": clean.clip_index, "clean_int8": export.tflite_logits(int8, clean.windows),
                    "clean_float": nn.predict_logits(network, clean.windows)})
-    for name, windows in condition_windows(clips, workers=1).items():
+    for name, windows in condition_windows(clips, chosen, workers=1).items():
         held_out = data.subset(windows, ~train_mask)
         result[name + "_index"], result[name + "_int8"] = held_out.clip_index, export.tflite_logits(int8, held_out.windows)
     result["train_seconds"] = np.array(time.time() - started)
@@ -187,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
             if fold_path(chosen, clips, plan[protocol][0], fold).is_file():
                 done[protocol][fold] = train_fold(chosen, clips, plan[protocol][0], fold)
         return write_results(args, chosen, clips, plan, done)
-    condition_windows(clips, workers=2)  # and the test conditions' caches, so two folds never compute the same one
+    condition_windows(clips, chosen, workers=2)  # and the test conditions' caches, so two folds never compute the same one
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(args.processes, mp_context=context, initializer=_worker_init) as pool:
         running = {pool.submit(train_fold, chosen, clips, plan[p][0], f): (p, f) for p, f in jobs if p == "loco"}

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from serd.features import FeatureParams
 from serd.windows import WindowParams
 from tools.model import augment, corpora, data, recipes
 from tools.study import loco
@@ -105,7 +104,7 @@ def card_json(chosen: recipes.Recipe, clips: list[data.Clip], facts: dict, study
         "licence": LICENCE,
         "labels": list(corpora.LABELS),
         "sample_rate_hz": SAMPLE_RATE_HZ,
-        "features": FeatureParams().to_dict(),
+        "features": chosen.features.to_dict(),
         "window": WindowParams().to_dict(),
         "vad": dict(data.vad_params().__dict__),
         "normalisation": "per-window-cmvn",
