@@ -192,7 +192,10 @@ def test_memory_fades_the_estimate_by_e_to_the_minus_frames_over_memory():
 def test_a_voice_without_spread_is_scaled_by_the_floor_not_by_zero():
     stats = SpeakerStats(SpeakerPrior((2.0,), (0.0,), 1))
     stats.observe(np.full((3, 1), 2.0))
-    assert stats.std[0] == 0.0, "a spread that rounding makes negative is held at zero"
+    assert stats.std[0] == 0.0
+    rounded = SpeakerStats(SpeakerPrior((0.7,), (0.0,), 1))
+    rounded.observe(np.full((10, 1), 0.7))  # mean of squares minus squared mean comes out at -1.1e-16
+    assert rounded.std[0] == 0.0, "a spread that rounding makes negative is held at zero"
     window = np.full((2, 1), 2.001)
     np.testing.assert_allclose(stats.normalise(window), 0.001 / 1e-5, rtol=1e-3)
     small = SpeakerStats(SpeakerPrior((0.0,), (0.01,), 1))
@@ -202,6 +205,7 @@ def test_a_voice_without_spread_is_scaled_by_the_floor_not_by_zero():
 def test_priors_are_stored_to_five_decimals_and_frozen():
     prior = SpeakerPrior((0.123456789,), (1.0000049,), 3)
     assert prior.to_dict() == {"mean": [0.12346], "std": [1.0], "weight_frames": 3}
+    assert SpeakerPrior((0.0,), (0.876543,), 3).to_dict()["std"] == [0.87654]
     with pytest.raises(AttributeError):
         prior.weight_frames = 4
 
