@@ -116,7 +116,7 @@ SPEECHLIKE = (np.random.default_rng(3).standard_normal(16000 * 2) * 3000).astype
 
 
 @settings(max_examples=25, deadline=None)
-@given(cuts=st.lists(st.integers(0, 10 ** 6), max_size=30), kind=st.sampled_from(("logmel", "mfcc")))
+@given(cuts=st.lists(st.integers(0, 10 ** 6), max_size=30), kind=st.sampled_from(("logmel", "mfcc", "logmel_pitch")))
 def test_streaming_features_equal_offline_for_any_chunking(cuts, kind):
     from serd.features import FeatureExtractor, FeatureParams, StreamingFeatures
 
