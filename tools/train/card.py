@@ -77,10 +77,10 @@ HISTORY = (
     "41.2); better on a telephone line (41.2, 30.8, 41.1 against 37.2, 27.7, 37.1) and in reverberation on RAVDESS "
     "(37.7 against 32.3). SAVEE 28.1 against 29.4 (multi7x4 34.9): its four men are no longer heard as neutral "
     "(recall 35.0 against 92.5) but angry falls from 51.7 to 18.3. Mean of the four: 35.7 against multi7long's 34.5 "
-    "and multi7x4's 37.7, a gain within the spread across corpora, larger on BanglaSER's natural-sounding speech. TESS "
+    "and multi7x4's 37.7, a gain within the spread across corpora, largest on BanglaSER. TESS "
     "is still to be run "
     "(`python -m tools.study.loco --recipe multi7pitch --protocol loco --folds tess`); the input is 64 "
-    "bands wide, so a fold costs about 1.5 times multi7long's, and the front end's pitch part costs about twice the "
+    "bands wide, so a fold costs about 1.5 times multi7long's, and the front end's pitch part costs two to three times the "
     "log-mel part.\n"
 )
 
